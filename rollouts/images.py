@@ -43,7 +43,7 @@ BUILD_LOG_TAIL = 20  # lines of build output kept in an ImageBuildError
 BASE_PACKAGES: tuple[str, ...] = tuple(
     """
     bash ca-certificates coreutils diffutils findutils gawk git grep patch procps
-    python3 python3-pip python3-pytest python3-venv sed
+    python-is-python3 python3 python3-dateutil python3-pip python3-pytest python3-venv sed
     """.split()
 )
 
