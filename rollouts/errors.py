@@ -15,9 +15,14 @@ EXIT_INTERRUPTED = 130
 
 
 class RolloutsError(Exception):
-    """Base class of every error the tool reports to the user without a traceback."""
+    """Base class of every error the tool reports to the user without a traceback.
+
+    ``error_kind`` is the run outcome kind a run that raised it is recorded with (see
+    ``rollouts.store.ErrorKind``); a subclass that does not set one is a bug of ours (harness).
+    """
 
     exit_code = EXIT_FAILED
+    error_kind = "harness"
 
 
 class ConfigError(RolloutsError):
@@ -27,6 +32,7 @@ class ConfigError(RolloutsError):
     """
 
     exit_code = EXIT_CONFIG
+    error_kind = "config"
 
     def __init__(self, message: str, *, file: str | None = None, field: str | None = None):
         self.file = file
@@ -42,6 +48,7 @@ class EnvironmentNotReady(RolloutsError):
     """The machine is not ready: no Docker daemon, no credentials, missing tool (exit 3)."""
 
     exit_code = EXIT_ENV
+    error_kind = "infra"
 
 
 class SandboxError(RolloutsError):
@@ -49,6 +56,8 @@ class SandboxError(RolloutsError):
 
     Runs that hit it are recorded as ``error`` with reason ``infra`` and may be retried.
     """
+
+    error_kind = "infra"
 
 
 class ImageBuildError(SandboxError):
@@ -58,6 +67,21 @@ class ImageBuildError(SandboxError):
 class VerifierError(RolloutsError):
     """The verifier could not produce a trustworthy reward (missing output, contradictory exit)."""
 
+    error_kind = "verifier"
+
 
 class ModelError(RolloutsError):
     """A model call failed for a non-transient reason (401/403, unknown model)."""
+
+    error_kind = "model"
+
+
+class AgentError(RolloutsError):
+    """The agent process or the agent's code failed; the run counts as a failure (reward 0)."""
+
+    error_kind = "agent"
+
+
+class GradingIntegrityError(AgentError):
+    """A grading step could not keep its guarantee (privilege drop, stop step, path guard,
+    collection) because of what the agent left behind: fail closed, a counted agent failure."""

@@ -33,10 +33,12 @@ SCHEMA_VERSION = 1
 ROLLOUT_ID_RE = re.compile(r"^\d{8}__\d{2}-\d{2}-\d{2}$")
 
 RunStatus = Literal[
-    "pending", "running", "completed", "agent_timeout", "verifier_timeout", "error", "cancelled"
+    "pending", "running", "completed", "agent_timeout", "verifier_timeout", "limit", "error", "cancelled"
 ]
-ErrorKind = Literal["infra", "agent", "verifier", "config", "model"]
-FINAL_STATUSES = {"completed", "agent_timeout", "verifier_timeout", "error", "cancelled"}
+# infra: engine/backend failed (retried, reported apart); agent/model/verifier: counted failures;
+# config: caught by `check`; harness: a bug of ours (not retried, `run` exits 1).
+ErrorKind = Literal["infra", "agent", "verifier", "config", "model", "harness"]
+FINAL_STATUSES = {"completed", "agent_timeout", "verifier_timeout", "limit", "error", "cancelled"}
 
 
 def now_iso() -> str:

@@ -58,6 +58,18 @@ def run_cli(tmp_path):
     return _run
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` run only with ROLLOUTS_SLOW=1 (their figures live in bench/ too)."""
+    import os
+
+    if os.environ.get("ROLLOUTS_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow end-to-end test: set ROLLOUTS_SLOW=1 to run it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Fail loudly if the suite leaked containers of finished rollouts."""
     if not _docker_ok():
