@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rollouts.errors import SandboxError, VerifierError
+from rollouts.errors import OutputLimitExceeded, SandboxFileNotFound, VerifierError
 from rollouts.sandbox.base import ExecResult, Sandbox
 
 TESTS_DIR = "/tests"
@@ -153,12 +153,10 @@ def _read(sandbox: Sandbox, path: str, max_bytes: int = MAX_REWARD_FILE_BYTES) -
     (RewardFileError), not an infrastructure failure to retry."""
     try:
         return sandbox.get_file(path, max_bytes=max_bytes)
-    except FileNotFoundError:
+    except SandboxFileNotFound:
         return None
-    except SandboxError as e:
-        if "larger than" in str(e):
-            raise RewardFileError(f"{path} is larger than {max_bytes} bytes") from None
-        raise
+    except OutputLimitExceeded:
+        raise RewardFileError(f"{path} is larger than {max_bytes} bytes") from None
 
 
 # ----------------------------------------------------------------------------- the agent's diff
@@ -409,11 +407,9 @@ class _VerifierOutput:
         self.dir: Path | None = Path(self._tmp.name)
         try:
             sandbox.get_dir(LOGS_DIR, self.dir, max_bytes=64 * 1024 * 1024)
-        except FileNotFoundError:
+        except SandboxFileNotFound:
             self.dir = None
-        except SandboxError as e:
-            if "larger than" not in str(e):
-                raise
+        except OutputLimitExceeded:
             self.dir = None  # too big to copy whole: fall back to reading file by file
         except (tarfile.TarError, OSError):
             self.dir = None  # e.g. a symlink out of the folder: read the files one by one

@@ -25,7 +25,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from rollouts.errors import EnvironmentNotReady, SandboxError
+from rollouts.errors import EnvironmentNotReady, OutputLimitExceeded, SandboxError, SandboxFileNotFound
 from rollouts.sandbox.base import (
     DEFAULT_OUTPUT_LIMIT,
     LABEL_TOOL,
@@ -248,7 +248,9 @@ class DockerSandbox(Sandbox):
             f.seek(0)
             self._put_archive(parent or "/", f, dest)
 
-    def _archive(self, path: str, max_bytes: int, f) -> None:
+    def _archive(self, path: str, max_bytes: int, f, cap: int | None = None) -> None:
+        """The tar archive of ``path`` into ``f``; OutputLimitExceeded (naming ``cap``, default
+        ``max_bytes``) once it passes ``max_bytes``."""
         c = self._need()
         try:
             stream, _stat = c.get_archive(path)
@@ -256,25 +258,24 @@ class DockerSandbox(Sandbox):
             for chunk in stream:
                 n += len(chunk)
                 if n > max_bytes:
-                    raise SandboxError(f"{path} is larger than the {max_bytes}-byte cap")
+                    raise OutputLimitExceeded(path, cap or max_bytes)
                 f.write(chunk)
         except docker.errors.NotFound:
-            raise FileNotFoundError(path) from None
+            raise SandboxFileNotFound(path) from None
         except _TRANSPORT_ERRORS as e:
             raise SandboxError(f"copy out of sandbox failed ({path}): {_short(e)}") from None
         f.seek(0)
 
     def get_file(self, path: str, max_bytes: int = 64 * 1024 * 1024) -> bytes:
         with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as f:
-            self._archive(path, max_bytes + 1024 * 1024, f)
+            self._archive(path, max_bytes + 1024 * 1024, f, cap=max_bytes)  # + tar headers
             with tarfile.open(fileobj=f, mode="r|") as tar:
-                for m in tar:
-                    if m.isfile():
-                        data = tar.extractfile(m).read(max_bytes + 1)
-                        if len(data) > max_bytes:
-                            raise SandboxError(f"{path} is larger than the {max_bytes}-byte cap")
-                        return data
-        raise FileNotFoundError(path)
+                m = tar.next()  # the archive of a file is that one member; of a directory, the dir first
+                if m is not None and m.isfile():
+                    if m.size > max_bytes:
+                        raise OutputLimitExceeded(path, max_bytes, m.size)
+                    return tar.extractfile(m).read()
+        raise SandboxFileNotFound(path)  # a directory or a special file: no file there
 
     def get_dir(self, src: str, dest: Path, max_bytes: int = 256 * 1024 * 1024) -> None:
         dest = Path(dest)

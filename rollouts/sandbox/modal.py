@@ -38,7 +38,14 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
-from rollouts.errors import ConfigError, EnvironmentNotReady, ImageBuildError, SandboxError
+from rollouts.errors import (
+    ConfigError,
+    EnvironmentNotReady,
+    ImageBuildError,
+    OutputLimitExceeded,
+    SandboxError,
+    SandboxFileNotFound,
+)
 from rollouts.redact import secret_values
 from rollouts.sandbox import base
 from rollouts.sandbox.base import ExecResult, Sandbox, SandboxBackend, SandboxSpec
@@ -228,27 +235,31 @@ class ModalSandbox(Sandbox):
         self._run(["bash", "-c", PUT_DIR_SCRIPT, "rollouts-put", dest, remote], f"unpacking into {dest}")
 
     def get_file(self, path: str, max_bytes: int = 64 * 1024 * 1024) -> bytes:
-        """``stat`` then ``read_bytes``. FileNotFoundError if missing; SandboxError for a directory
-        or a file over ``max_bytes``."""
+        """``stat`` then ``read_bytes``. SandboxFileNotFound if missing or a directory;
+        OutputLimitExceeded for a file over ``max_bytes``."""
         info = self._fs(f"stat {path}", "stat", path, path=path)
-        if info.is_dir() or info.size > max_bytes:
-            raise SandboxError(f"{path} is a directory or larger than the {max_bytes}-byte cap")
+        if info.is_dir():
+            raise SandboxFileNotFound(path)
+        if info.size > max_bytes:
+            raise OutputLimitExceeded(path, max_bytes, info.size)
         data = self._fs(f"copy out of sandbox ({path})", "read_bytes", path, path=path)
         if len(data) > max_bytes:  # a symlink's stat size is the link's
-            raise SandboxError(f"{path} is larger than the {max_bytes}-byte cap")
+            raise OutputLimitExceeded(path, max_bytes, len(data))
         return data
 
     def get_dir(self, src: str, dest: Path, max_bytes: int = 256 * 1024 * 1024) -> None:
         """``src`` tarred in the sandbox, fetched with ``copy_to_local``, unpacked into ``dest`` with
-        ``filter="data"``. FileNotFoundError if ``src`` is no directory; SandboxError over ``max_bytes``."""
+        ``filter="data"``. SandboxFileNotFound if ``src`` is no directory; OutputLimitExceeded over ``max_bytes``."""
         remote = f"/tmp/rollouts-get-{uuid.uuid4().hex}.tar"
         r = self._run(["bash", "-c", GET_DIR_SCRIPT, "rollouts-get", src, remote], f"packing {src}")
         if r.exit_code == 44:
-            raise FileNotFoundError(src)
+            raise SandboxFileNotFound(src)
         try:
             size = (r.stdout.split() or ["?"])[-1]
-            if not size.isdigit() or int(size) > max_bytes:
-                raise SandboxError(f"{src}: archive of {size} bytes (cap {max_bytes})")
+            if not size.isdigit():
+                raise SandboxError(f"{src}: packing reported no archive size ({size!r})")
+            if int(size) > max_bytes:
+                raise OutputLimitExceeded(src, max_bytes, int(size))
             with tempfile.TemporaryDirectory() as tmp:
                 local, top = Path(tmp) / "x.tar", Path(tmp) / "top"
                 self._fs(f"copy out of sandbox ({src})", "copy_to_local", remote, str(local), path=remote)
@@ -327,12 +338,12 @@ class ModalBackend(SandboxBackend):
             raise self.translate(e, what, path=path) from None
 
     def translate(self, e: BaseException, what: str, *, path: str = "", gone: bool = False) -> Exception:
-        """A Modal error as ours: SandboxFilesystemNotFoundError -> FileNotFoundError; ImageBuildError
+        """A Modal error as ours: SandboxFilesystemNotFoundError -> SandboxFileNotFound; ImageBuildError
         -> ours; everything else (other filesystem errors, a gone sandbox, auth) -> SandboxError."""
         x = self.sdk.exception
         msg = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
         if isinstance(e, x.SandboxFilesystemNotFoundError):
-            return FileNotFoundError(path or str(e))
+            return SandboxFileNotFound(path or str(e))
         if gone or isinstance(
             e, (x.ClientClosed, x.SandboxTerminatedError, x.SandboxTimeoutError, x.NotFoundError)
         ):
