@@ -158,7 +158,7 @@ def test_summary_rows_timings_metrics_and_infra():
     assert alpha["pass_at_k"][3] == pytest.approx(1.0) and alpha["pass_hat_k"][3] == pytest.approx(0.0)
     rlm = rows[("alpha", "rlm")]
     assert rlm["cost_usd"] is None  # unknown price stays unknown, never 0
-    assert rlm["metrics"]["tests_passed"]["ci_method"] == "constant"
+    assert rlm["metrics"]["tests_passed"]["ci_method"] is None  # constant unbounded metric: no interval
     assert alpha["cost_usd"] == pytest.approx(0.03)  # usage of the 3 scored runs (the infra run is apart)
     json.dumps(s)  # JSON-ready
 
@@ -169,8 +169,8 @@ def test_summary_overall_macro_micro_usage():
     shell = o["shell"]
     assert shell["tasks"] == 3 and shell["runs"] == 11 and shell["n"] == 10 and shell["infra_errors"] == 1
     assert shell["macro_mean_reward"] == pytest.approx((2 / 3 + 0.25 + 1) / 3)
-    assert shell["micro_mean_reward"] == pytest.approx(6 / 10) and shell["micro_ci_method"].startswith(
-        "clustered"
+    assert shell["micro_mean_reward"] == pytest.approx(6 / 10) and shell["micro_ci_method"] == (
+        "wilson-clustered"
     )
     assert (
         shell["llm_calls"] == 20
@@ -180,7 +180,8 @@ def test_summary_overall_macro_micro_usage():
     assert shell["timings"]["verifier"] == pytest.approx(1.0)
     assert o["rlm"]["cost_usd"] is None and o["rlm"]["macro_mean_reward"] == pytest.approx(0.5)
     assert set(shell["metrics"]) == {"exact_match", "tests_passed"}
-    assert shell["metrics"]["tests_passed"]["ci_low"] >= 0.0  # a count metric is cut at 0
+    tp = shell["metrics"]["tests_passed"]  # identical per-task residual sums: clustered SE 0, no interval
+    assert tp["ci_low"] is None and tp["ci_method"] is None and tp["mean"] is not None
 
 
 def test_summary_edge_cases_infra_only_and_empty():
@@ -225,7 +226,7 @@ def test_markdown_headline_tables_unknown_cost_and_infra():
     md = render_markdown(summarize(rich_example()))
     assert md.startswith("## Benchmark `bench` — rollout `20260101__00-00-00` (completed)")
     assert "Mean reward (macro over tasks, 95% CI): **shell/m** 0.64 [" in md  # best arm first
-    assert "; **rlm/qwen [max_depth=2,temp=0.1]** 0.50 [0.50, 0.50] over 3 task(s)." in md
+    assert "; **rlm/qwen [max_depth=2,temp=0.1]** 0.50 [0.13, 0.87] over 3 task(s)." in md  # never [0.50, 0.50]
     assert "| task | agent | model | options | n/runs | mean reward [95% CI] | CI method |" in md
     assert "gamma\\|pipe" in md  # cell pipes escaped
     rlm_lines = [ln for ln in md.splitlines() if ln.startswith("| alpha | rlm |")]

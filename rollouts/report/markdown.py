@@ -18,8 +18,10 @@ _CI_NAMES = {
     "wilson": "Wilson",
     "t": "Student t",
     "constant": "constant (all equal)",
-    "bootstrap-bca": "bootstrap BCa",
-    "bootstrap-percentile": "bootstrap percentile",
+    "wilson-bd": "Wilson (partial credit)",
+    "wilson-clustered": "Wilson, clustered n_eff",
+    "clustered-t": "clustered t",
+    "agresti-min": "Agresti-Min",
 }
 
 
