@@ -376,6 +376,19 @@ cli.add_command(compare)
 cli.add_command(report)
 
 
+@cli.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0 = any free port.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (local by default).")
+@click.option("--allow-remote", is_flag=True, help="Allow a --host reachable from other machines.")
+@click.pass_obj
+def view(store, port: int, host: str, allow_remote: bool) -> None:
+    """Browse rollouts, runs and trajectories in a local web page (read-only)."""
+    from rollouts.view.server import serve
+
+    serve(store.root, host=host, port=port, allow_remote=allow_remote,
+          say=lambda s: console.print(s, markup=False, soft_wrap=True))
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
