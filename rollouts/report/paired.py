@@ -118,7 +118,9 @@ def sign_flip_p(d: np.ndarray, n_resamples: int, seed: int) -> float:
 
 
 def _means(m: Mapping[str, Sequence[float | None]], tasks: list[str]) -> np.ndarray:
-    return np.array([np.mean([0.0 if v is None else float(v) for v in m[t]]) for t in tasks], dtype=np.float64)
+    return np.array(
+        [np.mean([0.0 if v is None else float(v) for v in m[t]]) for t in tasks], dtype=np.float64
+    )
 
 
 def paired_compare(

@@ -367,7 +367,11 @@ def pass_k_over_tasks(
     out: dict[str, float | int | None] = {"k": None, "tasks": len(used)}
     k = min((n for n, _ in used), default=0)
     out["k"] = k or None
-    for name, fn, kk in (("pass_at_1", pass_at_k, 1), ("pass_at_k", pass_at_k, k), ("pass_hat_k", pass_hat_k, k)):
+    for name, fn, kk in (
+        ("pass_at_1", pass_at_k, 1),
+        ("pass_at_k", pass_at_k, k),
+        ("pass_hat_k", pass_hat_k, k),
+    ):
         if not used:
             out[name] = out[f"{name}_low"] = out[f"{name}_high"] = None
             continue

@@ -205,7 +205,13 @@ def _overall(rows: list[Row], used: dict[tuple, list]) -> list[dict[str, Any]]:
             pairs = [(rec.metrics[name], rec.task_name) for rec in runs if name in rec.metrics]
             mc = clustered_mean_ci([p[0] for p in pairs], [p[1] for p in pairs])
             m_lo = mc.ci_low if mc.ci_low is None or any(p[0] < 0 for p in pairs) else max(mc.ci_low, 0.0)
-            metrics[name] = {"n": mc.n, "mean": mc.mean, "ci_low": m_lo, "ci_high": mc.ci_high, "ci_method": mc.method}
+            metrics[name] = {
+                "n": mc.n,
+                "mean": mc.mean,
+                "ci_low": m_lo,
+                "ci_high": mc.ci_high,
+                "ci_method": mc.method,
+            }
         pk = pass_k_over_tasks([(r.n, r.n_pass) for r in rs])
         costs = [r.cost_usd for r in rs]
         out.append(
@@ -279,3 +285,31 @@ def summarize(m: Manifest) -> dict[str, Any]:
         "rows": [{f: getattr(r, f) for f in _ROW_FIELDS} for r in rows],  # shallow: fresh dicts
         "overall": _overall(rows, used),
     }
+
+
+def listing_line(benchmark: str, m: Manifest) -> str:
+    """One line of ``summarize`` without NAME: the rollout's per-run mean over scored runs with n
+    and its task-clustered 95% interval (the same denominators as ``summarize NAME``: errors of kind
+    agent/model/verifier/harness, timeouts and limits count as 0; infra errors and cancelled runs
+    are counted apart), e.g. ``nightly  20260101__00-00-00  completed  runs=2  mean=0.50
+    [0.09, 0.91] n=2  infra=0 cancelled=0``."""
+    scored = [r for r in m.results if counted(r)]
+    infra = sum(r.status == "error" and r.error_kind == "infra" for r in m.results)
+    cancelled = sum(r.status == "cancelled" for r in m.results)
+    unfinished = sum(r.status in ("pending", "running") for r in m.results)
+    harness = sum(r.status == "error" and r.error_kind == "harness" for r in m.results)
+    cm = clustered_mean_ci([r.reward for r in scored], [r.task_name for r in scored])
+    mean = (
+        "—"
+        if cm.mean is None
+        else f"{cm.mean:.2f}" + (f" [{cm.ci_low:.2f}, {cm.ci_high:.2f}]" if cm.ci_low is not None else "")
+    )
+    line = (
+        f"{benchmark}  {m.rollout_id}  {m.status:9}  runs={len(m.results)}  mean={mean} n={cm.n}  "
+        f"infra={infra} cancelled={cancelled}"
+    )
+    if unfinished:
+        line += f" unfinished={unfinished}"
+    if harness:
+        line += f"  harness={harness} (results incomplete)"
+    return line
