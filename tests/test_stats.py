@@ -448,6 +448,8 @@ def test_stats_property_mean_and_group_intervals_never_zero_width(values, conf):
     plo, phi = wilson_ci(g.n_pass, g.n, conf)
     assert phi > plo
     for k, (a, b) in g.pass_at_k_ci.items():
+        assert a <= g.pass_at_k[k] <= b
+        assert g.pass_hat_k_ci[k][0] <= g.pass_hat_k[k] <= g.pass_hat_k_ci[k][1]
         # width (1-plo)^k - (1-phi)^k > 0; the stored limits are equal only below float resolution
         assert b > a or (1.0 - plo) ** k < 1e-15
     for k, (a, b) in g.pass_hat_k_ci.items():

@@ -25,7 +25,8 @@ Intervals (the one rule: **no interval of zero width from a finite sample**)
   ``n_eff = n``, never a zero width.
 * pass@k / pass^k of one group: the Wilson interval of the per-run pass probability p mapped
   through ``1 - (1 - p)^k`` and ``p^k`` (monotone, so the coverage carries over) - the iid
-  Bernoulli model under which Chen et al. 2021 and Yao et al. 2024 define the two.
+  Bernoulli model under which Chen et al. 2021 and Yao et al. 2024 define the two - widened where
+  needed to contain the unbiased estimate (at k near n it is not the plug-in value).
 * Values outside [0, 1] (custom metrics such as seconds or counts): Student t (SciPy, imported
   only then); a constant sample of unbounded values has no honest interval and gets ``None``.
 * Paired differences of two rollouts: :mod:`rollouts.report.paired`.
@@ -311,8 +312,10 @@ def group_stats(
     c = int(np.count_nonzero(arr >= pass_threshold - _PASS_EPS))
     ks = np.arange(1, n + 1, dtype=np.float64)
     plo, phi = wilson_ci(c, n, confidence)  # type: ignore[misc]
-    at_lo, at_hi = 1.0 - (1.0 - plo) ** ks, 1.0 - (1.0 - phi) ** ks
-    hat_lo, hat_hi = plo**ks, phi**ks
+    at, hat = pass_at_k_curve(n, c), pass_hat_k_curve(n, c)
+    # widened to hold the unbiased estimate, which near k = n is not the plug-in 1-(1-p)^k / p^k
+    at_lo, at_hi = np.minimum(1.0 - (1.0 - plo) ** ks, at), np.maximum(1.0 - (1.0 - phi) ** ks, at)
+    hat_lo, hat_hi = np.minimum(plo**ks, hat), np.maximum(phi**ks, hat)
     keys = range(1, n + 1)
     return GroupStats(
         n=n,
@@ -322,8 +325,8 @@ def group_stats(
         ci_high=hi,
         ci_method=method,
         pass_rate=c / n,
-        pass_at_k=dict(zip(keys, pass_at_k_curve(n, c).tolist(), strict=True)),
-        pass_hat_k=dict(zip(keys, pass_hat_k_curve(n, c).tolist(), strict=True)),
+        pass_at_k=dict(zip(keys, at.tolist(), strict=True)),
+        pass_hat_k=dict(zip(keys, hat.tolist(), strict=True)),
         std=float(arr.std(ddof=1)) if n >= 2 else None,
         n_pass=c,
         pass_at_k_ci={k: [a, b] for k, a, b in zip(keys, at_lo.tolist(), at_hi.tolist(), strict=True)},

@@ -134,23 +134,15 @@ def render_table(summary: dict[str, Any], console, *, show_all: bool = False) ->
         _more(console, len(all_rows) - len(rows), summary)
     o = _table(
         "overall (macro mean over tasks, task = unit; per-run mean with task-clustered CI; 95% CIs)",
-        [
-            "agent",
-            "model",
-            "tasks",
-            "n",
-            "macro [CI]",
-            "per-run [CI]",
-            "pass@1 [CI]",
-            "pass@k, pass^k [CI]",
-            "infra",
-            "harness",
-            "cost $",
-        ],
+        ["agent", "model", "tasks", "n", "macro [CI]", "CI", "per-run [CI]", "infra", "harness", "cost $"],
+        left=("agent", "model", "CI"),
+    )
+    p = _table(
+        "overall pass@k over tasks (k = fewest runs of any task; 95% CIs)",
+        ["agent", "model", "k", "pass@1 [CI]", "pass@k [CI]", "pass^k [CI]"],
         left=("agent", "model"),
     )
     for r in summary["overall"]:
-        k = r.get("k")
         _add(
             o,
             _agent(r),
@@ -158,17 +150,26 @@ def render_table(summary: dict[str, Any], console, *, show_all: bool = False) ->
             str(r["tasks"]),
             str(r.get("n", "—")),
             fmt_ci(r["macro_mean_reward"], r["ci_low"], r["ci_high"]),
+            r["ci_method"] or "—",
             fmt_ci(r.get("micro_mean_reward"), r.get("micro_ci_low"), r.get("micro_ci_high")),
-            fmt_ci(r.get("pass_at_1"), r.get("pass_at_1_low"), r.get("pass_at_1_high")),
-            f"k={k}: {fmt_ci(r.get('pass_at_k'), r.get('pass_at_k_low'), r.get('pass_at_k_high'))}, "
-            f"{fmt_ci(r.get('pass_hat_k'), r.get('pass_hat_k_low'), r.get('pass_hat_k_high'))}"
-            if k and k > 1
-            else "—",
             str(r.get("infra_errors", 0)),
             _red(r.get("harness_errors", 0)),
             fmt_cost(r.get("cost_usd")),
         )
+        k = r.get("k")
+        _add(
+            p,
+            _agent(r),
+            r["model"],
+            str(k or "—"),
+            fmt_ci(r.get("pass_at_1"), r.get("pass_at_1_low"), r.get("pass_at_1_high")),
+            *[
+                fmt_ci(r.get(x), r.get(x + "_low"), r.get(x + "_high")) if k else "—"
+                for x in ("pass_at_k", "pass_hat_k")
+            ],
+        )
     console.print(o)
+    console.print(p)
     counts = ", ".join(f"{k}={v}" for k, v in sorted(summary["counts"].items()))
     console.print(
         f"runs: {summary['total_runs']} ({counts}); infra errors and cancelled runs are not scored",
