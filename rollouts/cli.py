@@ -291,8 +291,14 @@ def eval_cmd(store, name: str, latest: bool, rollout: str | None, parallel: int 
 @click.argument("config", type=click.Path(dir_okay=False))
 def check(config: str) -> None:
     """Validate CONFIG and every task it names, without running anything."""
+    from rollouts.sandbox import get_backend
+
     cfg = _load(config)
+    backends: dict = {}
     for e in cfg.entries:
+        if e.backend not in backends:
+            backends[e.backend] = get_backend(e.backend)  # no network: checks are static
+        backends[e.backend].check_task(e.task)  # e.g. a Dockerfile Modal cannot build (line named)
         console.print(f"ok  tasks[{e.index}] {e.task.name:24} agent={e.agent} model={e.model} "
                       f"rollouts={e.rollouts} timeout={e.agent_timeout_sec:g}s", markup=False)
     console.print(f"{config}: valid ({len(cfg.entries)} entries, {cfg.total_runs} runs)", markup=False)
