@@ -70,11 +70,12 @@ def cli(ctx: click.Context, data_dir: str) -> None:
     ctx.obj = Store(data_dir)
 
 
-def _load(config: str):
+def _load(config: str, skip_unsupported: bool = False):
     from rollouts.agents import REGISTRY
     from rollouts.config import load_config
 
-    return load_config(config, backend_env=os.environ.get("SANDBOX_BACKEND") or None, agents=tuple(REGISTRY))
+    return load_config(config, backend_env=os.environ.get("SANDBOX_BACKEND") or None, agents=tuple(REGISTRY),
+                       skip_unsupported=skip_unsupported)
 
 
 @cli.command()
@@ -88,9 +89,12 @@ def _load(config: str):
 @click.option("--baseline", default=None, metavar="NAME[/ID]",
               help="Exit 1 if significantly worse than NAME/ID (NAME: its latest completed rollout).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+@click.option("--skip-unsupported", is_flag=True,
+              help="Run the supported tasks and record the unsupported ones as skipped (else: exit 2).")
 @click.pass_obj
 def run(store, config: str | None, verbose: int, no_eval: bool, resume: bool, latest: bool,
-        rollout: str | None, fail_under: float | None, baseline: str | None, as_json: bool) -> None:
+        rollout: str | None, fail_under: float | None, baseline: str | None, as_json: bool,
+        skip_unsupported: bool) -> None:
     """Run every task × rollout of CONFIG (a benchmark TOML) and grade each run."""
     from rollouts.report.summary import render_table, summarize
     from rollouts.runner import Runner
@@ -100,7 +104,7 @@ def run(store, config: str | None, verbose: int, no_eval: bool, resume: bool, la
     manifest = None
     if resume:
         if Path(config).is_file():
-            name = _load(config).name
+            name = _load(config, skip_unsupported).name
         else:
             name = config
         rid = store.resolve(name, rollout, True)
@@ -109,7 +113,9 @@ def run(store, config: str | None, verbose: int, no_eval: bool, resume: bool, la
             config = manifest.config
     elif latest or rollout:
         raise ConfigError("--latest/--rollout are only valid with --resume")
-    cfg = _load(config)
+    cfg = _load(config, skip_unsupported)
+    if not cfg.entries:
+        raise ConfigError(f"no runnable task: all {len(cfg.skipped)} task(s) are unsupported", file=config)
     if baseline:
         from rollouts.report.compare import preflight_baseline
 
@@ -255,13 +261,13 @@ def eval_cmd(store, name: str, latest: bool, rollout: str | None, parallel: int 
 
 @cli.command()
 @click.argument("config", type=click.Path(dir_okay=False))
-def check(config: str) -> None:
-    """Validate CONFIG and every task it names, without running anything."""
-    cfg = _load(config)
-    for e in cfg.entries:
-        console.print(f"ok  tasks[{e.index}] {e.task.name:24} agent={e.agent} model={e.model} "
-                      f"rollouts={e.rollouts} timeout={e.agent_timeout_sec:g}s", markup=False)
-    console.print(f"{config}: valid ({len(cfg.entries)} entries, {cfg.total_runs} runs)", markup=False)
+@click.option("--skip-unsupported", is_flag=True, help="Unsupported tasks are listed but do not fail the check.")
+def check(config: str, skip_unsupported: bool) -> None:
+    """Validate CONFIG and every task it names, without running anything (exit 2: invalid or an
+    unsupported task; exit 3: base images missing that cannot be pulled)."""
+    from rollouts.check import check_report
+
+    sys.exit(check_report(_load(config, skip_unsupported=True), config, skip_unsupported, console.print))
 
 
 @cli.group()
@@ -336,7 +342,10 @@ from rollouts.families.commands import prepare  # noqa: E402
 cli.add_command(prepare)
 
 
+from rollouts.formats.commands import tasks_group  # noqa: E402
 from rollouts.report.commands import compare, report  # noqa: E402
+
+cli.add_command(tasks_group)
 
 cli.add_command(compare)
 cli.add_command(report)
