@@ -89,15 +89,38 @@ def _load(config: str, skip_unsupported: bool = False):
 @click.option("--baseline", default=None, metavar="NAME[/ID]",
               help="Exit 1 if significantly worse than NAME/ID (NAME: its latest completed rollout).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+@click.option("--parallel", type=click.IntRange(1, 1000), default=None, help="Override the config's parallel.")
+@click.option("--rollouts", "n_rollouts", type=click.IntRange(1, 10000), default=None,
+              help="Run every selected entry N times.")
+@click.option("--max-tasks", type=click.IntRange(1), default=None, help="Only the first N (selected) entries.")
+@click.option("--task", "task_globs", multiple=True, metavar="PATTERN", help="Only tasks whose name matches (glob; repeatable).")
+@click.option("--agent", "agents", multiple=True, metavar="NAME", help="Only entries with this agent (repeatable).")
+@click.option("--model", "models", multiple=True, metavar="NAME", help="Only entries with this model (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Print the runs this would start and exit 0 (starts nothing).")
 @click.option("--skip-unsupported", is_flag=True,
               help="Run the supported tasks and record the unsupported ones as skipped (else: exit 2).")
 @click.pass_obj
 def run(store, config: str | None, verbose: int, no_eval: bool, resume: bool, latest: bool,
         rollout: str | None, fail_under: float | None, baseline: str | None, as_json: bool,
-        skip_unsupported: bool) -> None:
-    """Run every task × rollout of CONFIG (a benchmark TOML) and grade each run."""
+        parallel: int | None, n_rollouts: int | None, max_tasks: int | None, task_globs: tuple[str, ...],
+        agents: tuple[str, ...], models: tuple[str, ...], dry_run: bool, skip_unsupported: bool) -> None:
+    """Run every task × rollout of CONFIG (a benchmark TOML) and grade each run.
+
+    The quick-run flags (--parallel, --rollouts, --max-tasks, --task, --agent, --model) change this
+    run only and are recorded in the manifest; --dry-run lists the runs and starts nothing.
+    --skip-unsupported runs a config naming tasks this harness cannot run (else exit 2)."""
     from rollouts.report.summary import render_table, summarize
     from rollouts.runner import Runner
+    from rollouts.selection import (
+        Selection,
+        apply_selection,
+        print_dry_run,
+        record_selection,
+        selection_from_manifest,
+    )
+
+    sel = Selection(parallel=parallel, rollouts=n_rollouts, max_tasks=max_tasks, tasks=list(task_globs),
+                    agents=list(agents), models=list(models))
 
     if not config:
         raise ConfigError("missing CONFIG (a benchmark TOML, or with --resume a benchmark NAME)")
@@ -113,9 +136,18 @@ def run(store, config: str | None, verbose: int, no_eval: bool, resume: bool, la
             config = manifest.config
     elif latest or rollout:
         raise ConfigError("--latest/--rollout are only valid with --resume")
-    cfg = _load(config, skip_unsupported)
+    if manifest is not None:
+        if not sel.model_copy(update={"parallel": None}).empty:
+            raise ConfigError("--resume reuses the rollout's own selection: only --parallel may be given")
+        sel = selection_from_manifest(manifest)
+        if parallel is not None:
+            sel = sel.model_copy(update={"parallel": parallel})
+    cfg = apply_selection(_load(config, skip_unsupported), sel)
     if not cfg.entries:
         raise ConfigError(f"no runnable task: all {len(cfg.skipped)} task(s) are unsupported", file=config)
+    if dry_run:
+        print_dry_run(cfg, sel, console if not as_json else None)
+        return
     if baseline:
         from rollouts.report.compare import preflight_baseline
 
@@ -128,7 +160,9 @@ def run(store, config: str | None, verbose: int, no_eval: bool, resume: bool, la
     if manifest is not None:
         runner.resume(manifest)  # refuses before touching anything if the config/tasks changed
     runner.preflight(log=lambda s: progress.line(f"{PREFIX} {s}"))
-    m = runner.manifest or runner.new_manifest()
+    if runner.manifest is None:
+        record_selection(store, runner.new_manifest(), sel)
+    m = runner.manifest
     progress.line(f"{PREFIX} output={store.rollout_dir(cfg.name, m.rollout_id)}")
     if manifest is not None:
         progress.line(f"{PREFIX} resuming: {len(m.resumes[-1]['reran'])} unfinished run(s) to run again")
@@ -266,8 +300,15 @@ def check(config: str, skip_unsupported: bool) -> None:
     """Validate CONFIG and every task it names, without running anything (exit 2: invalid or an
     unsupported task; exit 3: base images missing that cannot be pulled)."""
     from rollouts.check import check_report
+    from rollouts.sandbox import get_backend
 
-    sys.exit(check_report(_load(config, skip_unsupported=True), config, skip_unsupported, console.print))
+    cfg = _load(config, skip_unsupported=True)
+    backends: dict = {}
+    for e in cfg.entries:
+        if e.backend not in backends:
+            backends[e.backend] = get_backend(e.backend)  # no network: checks are static
+        backends[e.backend].check_task(e.task)  # e.g. a Dockerfile Modal cannot build (line named)
+    sys.exit(check_report(cfg, config, skip_unsupported, console.print))
 
 
 @cli.group()
@@ -349,6 +390,19 @@ cli.add_command(tasks_group)
 
 cli.add_command(compare)
 cli.add_command(report)
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0 = any free port.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (local by default).")
+@click.option("--allow-remote", is_flag=True, help="Allow a --host reachable from other machines.")
+@click.pass_obj
+def view(store, port: int, host: str, allow_remote: bool) -> None:
+    """Browse rollouts, runs and trajectories in a local web page (read-only)."""
+    from rollouts.view.server import serve
+
+    serve(store.root, host=host, port=port, allow_remote=allow_remote,
+          say=lambda s: console.print(s, markup=False, soft_wrap=True))
 
 
 def main() -> None:

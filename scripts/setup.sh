@@ -15,10 +15,13 @@ command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v docker >/dev/null 2>&1 || missing+=(docker.io)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
-# test tools: the HTML report is checked in headless Chromium; the nightly script with shellcheck
+# test tools: the HTML report and the viewer are checked in headless Chromium; the nightly script with shellcheck
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)  # view's selenium tests
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v flock >/dev/null 2>&1 || missing+=(util-linux)
+# the Modal contract-suite variant runs its stand-in sandboxes under dumb-init, as Modal does
+command -v dumb-init >/dev/null 2>&1 || missing+=(dumb-init)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing system packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
