@@ -87,6 +87,14 @@ class GradingIntegrityError(AgentError):
     collection) because of what the agent left behind: fail closed, a counted agent failure."""
 
 
+class SandboxCapacityError(SandboxError):
+    """The backend found no capacity for a sandbox after its own bounded wait (Modal's
+    ``Sandbox.create`` waits up to ~21 min). An infrastructure failure; retrying the run at once
+    would wait that long again."""
+
+    error_kind = "infra"
+
+
 class SandboxFileNotFound(SandboxError, FileNotFoundError):
     """A path asked of the sandbox (``get_file``/``get_dir``) does not exist there. Both a
     :class:`SandboxError` (the interface's promise) and a ``FileNotFoundError`` (what callers

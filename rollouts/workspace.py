@@ -23,7 +23,7 @@ import os
 import shlex
 from pathlib import Path
 
-from rollouts.errors import SandboxError
+from rollouts.errors import OutputLimitExceeded, SandboxError
 from rollouts.redact import REDACTED, is_secret, redact, secret_values
 from rollouts.sandbox.base import Sandbox
 from rollouts.store import atomic_write
@@ -101,9 +101,9 @@ def collect_artifacts(
     if "rc=0" not in r.stdout:
         info["error"] = f"git diff failed: {r.output.strip()[-500:]}"
     else:
-        try:
+        try:  # a failed copy-out (SandboxError) propagates: infra, the run is retried, never graded empty
             diff = sandbox.get_file("/tmp/rollouts_diff.patch", max_bytes=DIFF_MAX_BYTES)
-        except SandboxError as e:
+        except OutputLimitExceeded as e:
             info["error"] = str(e)
             info["diff_truncated"] = True
         numstat, _, rest = r.stdout.split("rc=0", 1)[1].partition("--status--")

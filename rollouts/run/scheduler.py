@@ -1,5 +1,5 @@
 """Scheduling: start runs in order, at most ``parallel`` at once and at most
-``limits[backend]`` live at once on each backend (``SandboxBackend.max_live_sandboxes``: a
+``limits[backend]`` live at once on each backend (``SandboxBackend.live_sandbox_limit``: a
 Modal quota is not ``parallel``). A small swappable module: :func:`run_all` is all the runner
 uses. Each run holds a thread while it lives (its sandbox calls block)."""
 
