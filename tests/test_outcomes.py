@@ -73,3 +73,53 @@ def test_diff_copy_out_failure_is_retried_and_scores(tmp_path, base_image):
     assert run["status"] == "completed" and run["reward"] == 1.0
     assert len(run["attempts"]) == 1 and "injected connection reset" in run["attempts"][0]["error"]
     assert Path(run["attempts"][0]["dir"], "error.txt").is_file()
+
+
+def test_two_rollouts_share_a_machine(tmp_path, base_image, docker_client):
+    """Rollout A builds a slow task image; meanwhile rollout B starts (its start-of-run reaper
+    runs), ``clean --dry-run`` and ``clean`` run: A's build container names its live owner, so
+    nothing of A is touched, and both rollouts complete with the oracle's 1.0."""
+    import shutil
+    import time
+    import uuid
+
+    slow = tmp_path / "slow"
+    shutil.copytree(TASK, slow)
+    (slow / "environment").mkdir()
+    (slow / "environment" / "Dockerfile").write_text(
+        f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN echo {uuid.uuid4().hex} && sleep 20\n")
+    meta = json.loads((slow / "tb_meta.json").read_text())
+    meta["name"] = "slow_build"
+    meta["environment"]["dockerfile"] = "environment/Dockerfile"
+    (slow / "tb_meta.json").write_text(json.dumps(meta))
+    cfg_a = tmp_path / "a.toml"
+    cfg_a.write_text(f'name = "a"\n[[tasks]]\nprepared_dir = "{slow}"\nagent = "oracle"\n')
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("ROLLOUTS_DATA_DIR", None)
+    a = subprocess.Popen([*FAULT_CLI, "--data-dir", str(tmp_path / "data"), "run", str(cfg_a)], cwd=ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        building = []
+        deadline = time.monotonic() + 120
+        while not building and time.monotonic() < deadline and a.poll() is None:
+            building = docker_client.api.containers(
+                all=True, filters={"label": ["rollouts.kind=build", f"rollouts.pid={a.pid}"]})
+            time.sleep(0.3)
+        assert building, "rollout A's build container never appeared"
+        build_id = building[0]["Id"][:12]
+        for args in (["clean", "--dry-run"], ["clean"]):
+            c = run_cli(tmp_path, "", *args)
+            assert c.returncode == 0 and build_id not in c.stdout and "rollout=None" not in c.stdout, c.stdout
+        b = run_cli(tmp_path, "", "run", str(config(tmp_path, "b", [("oracle", 1)])))
+        assert b.returncode == 0, b.stdout + b.stderr
+        out, _ = a.communicate(timeout=300)
+    finally:
+        if a.poll() is None:
+            a.kill()
+            a.wait()
+    assert a.returncode == 0, out
+    assert [r["reward"] for r in manifest(tmp_path, "a")["results"]] == [1.0]
+    assert [r["reward"] for r in manifest(tmp_path, "b")["results"]] == [1.0]
+    for img in docker_client.images.list(name="rollouts-task-slow_build"):
+        docker_client.images.remove(img.id, force=True)
+    run_cli(tmp_path, "", "clean")  # A's owner tag (its harness has exited)

@@ -300,20 +300,7 @@ class DockerSandbox(Sandbox):
             self._timer.cancel()
         if self.container is None:
             return
-        for _ in range(3):
-            try:
-                self.container.remove(force=True)
-                return
-            except docker.errors.NotFound:
-                return
-            except docker.errors.APIError as e:
-                # 409: auto_remove is already deleting it ("removal ... already in progress",
-                # "marked for removal")
-                if e.status_code == 409 or "already in progress" in str(e):
-                    return
-                time.sleep(0.5)
-            except Exception:
-                time.sleep(0.5)
+        _force_remove(self.container)
 
 
 class DockerBackend(SandboxBackend):
@@ -363,9 +350,32 @@ class DockerBackend(SandboxBackend):
 
     def remove(self, sandbox_id: str) -> None:
         try:
-            self.client.containers.get(sandbox_id).remove(force=True)
+            c = self.client.containers.get(sandbox_id)
         except docker.errors.NotFound:
-            pass
+            return
+        except _TRANSPORT_ERRORS as e:
+            raise SandboxError(f"cannot remove container {sandbox_id[:12]}: {_short(e)}") from None
+        _force_remove(c)
+
+
+def _force_remove(container) -> None:
+    """Force-remove a container: already gone, or being removed (409: auto_remove, a concurrent
+    remove), is done. SandboxError if the engine fails three times."""
+    last: BaseException | None = None
+    for _ in range(3):
+        try:
+            container.remove(force=True)
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as e:
+            if e.status_code == 409:
+                return
+            last = e
+        except _TRANSPORT_ERRORS as e:
+            last = e
+        time.sleep(0.5)
+    raise SandboxError(f"cannot remove container {container.id[:12]}: {_short(last)}")
 
 
 def _short(e: BaseException) -> str:
