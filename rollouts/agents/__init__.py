@@ -12,6 +12,9 @@ REGISTRY: dict[str, str] = {
     "nop": "rollouts.agents.nop:NopAgent",
     "llm": "rollouts.agents.llm:LLMAgent",
     "rlm": "rollouts.agents.rlm:RLMAgent",
+    "codex": "rollouts.agents.installed.codex:CodexAgent",
+    "claude-code": "rollouts.agents.installed.claude_code:ClaudeCodeAgent",
+    "mini-swe-agent": "rollouts.agents.installed.mini_swe_agent:MiniSweAgent",
 }
 
 

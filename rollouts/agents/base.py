@@ -30,6 +30,7 @@ class AgentContext:
     options: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
     client: Any = None  # rollouts.llm.client.ModelClient when the agent needs a model
+    gateway: Any = None  # installed agents: rollouts.agents.installed.base.Endpoint (URL + run token)
     log: Callable[[str], None] = lambda s: None
 
     def remaining(self) -> float:
