@@ -88,12 +88,35 @@ def _load(config: str):
 @click.option("--baseline", default=None, metavar="NAME[/ID]",
               help="Exit 1 if significantly worse than NAME/ID (NAME: its latest completed rollout).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+@click.option("--parallel", type=click.IntRange(1, 1000), default=None, help="Override the config's parallel.")
+@click.option("--rollouts", "n_rollouts", type=click.IntRange(1, 10000), default=None,
+              help="Run every selected entry N times.")
+@click.option("--max-tasks", type=click.IntRange(1), default=None, help="Only the first N (selected) entries.")
+@click.option("--task", "task_globs", multiple=True, metavar="PATTERN", help="Only tasks whose name matches (glob; repeatable).")
+@click.option("--agent", "agents", multiple=True, metavar="NAME", help="Only entries with this agent (repeatable).")
+@click.option("--model", "models", multiple=True, metavar="NAME", help="Only entries with this model (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Print the runs this would start and exit 0 (starts nothing).")
 @click.pass_obj
 def run(store, config: str | None, verbose: int, no_eval: bool, resume: bool, latest: bool,
-        rollout: str | None, fail_under: float | None, baseline: str | None, as_json: bool) -> None:
-    """Run every task × rollout of CONFIG (a benchmark TOML) and grade each run."""
+        rollout: str | None, fail_under: float | None, baseline: str | None, as_json: bool,
+        parallel: int | None, n_rollouts: int | None, max_tasks: int | None, task_globs: tuple[str, ...],
+        agents: tuple[str, ...], models: tuple[str, ...], dry_run: bool) -> None:
+    """Run every task × rollout of CONFIG (a benchmark TOML) and grade each run.
+
+    The quick-run flags (--parallel, --rollouts, --max-tasks, --task, --agent, --model) change this
+    run only and are recorded in the manifest; --dry-run lists the runs and starts nothing."""
     from rollouts.report.summary import render_table, summarize
     from rollouts.runner import Runner
+    from rollouts.selection import (
+        Selection,
+        apply_selection,
+        print_dry_run,
+        record_selection,
+        selection_from_manifest,
+    )
+
+    sel = Selection(parallel=parallel, rollouts=n_rollouts, max_tasks=max_tasks, tasks=list(task_globs),
+                    agents=list(agents), models=list(models))
 
     if not config:
         raise ConfigError("missing CONFIG (a benchmark TOML, or with --resume a benchmark NAME)")
@@ -109,7 +132,16 @@ def run(store, config: str | None, verbose: int, no_eval: bool, resume: bool, la
             config = manifest.config
     elif latest or rollout:
         raise ConfigError("--latest/--rollout are only valid with --resume")
-    cfg = _load(config)
+    if manifest is not None:
+        if not sel.model_copy(update={"parallel": None}).empty:
+            raise ConfigError("--resume reuses the rollout's own selection: only --parallel may be given")
+        sel = selection_from_manifest(manifest)
+        if parallel is not None:
+            sel = sel.model_copy(update={"parallel": parallel})
+    cfg = apply_selection(_load(config), sel)
+    if dry_run:
+        print_dry_run(cfg, sel, console if not as_json else None)
+        return
     if baseline:
         from rollouts.report.compare import preflight_baseline
 
@@ -122,7 +154,9 @@ def run(store, config: str | None, verbose: int, no_eval: bool, resume: bool, la
     if manifest is not None:
         runner.resume(manifest)  # refuses before touching anything if the config/tasks changed
     runner.preflight(log=lambda s: progress.line(f"{PREFIX} {s}"))
-    m = runner.manifest or runner.new_manifest()
+    if runner.manifest is None:
+        record_selection(store, runner.new_manifest(), sel)
+    m = runner.manifest
     progress.line(f"{PREFIX} output={store.rollout_dir(cfg.name, m.rollout_id)}")
     if manifest is not None:
         progress.line(f"{PREFIX} resuming: {len(m.resumes[-1]['reran'])} unfinished run(s) to run again")

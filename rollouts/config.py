@@ -229,6 +229,7 @@ def load_config(
                 file=str(path),
                 field=key("agent"),
             )
+        _check_agent_options(agent, merged.get("agent_options", {}), str(path), key("agent_options"))
         model = merged.get("model")
         if not model:
             if agent in ("oracle", "nop"):
@@ -295,6 +296,18 @@ def load_config(
         digest=hashlib.sha256(data).hexdigest(),
         raw=raw,
     )
+
+
+def _check_agent_options(agent: str, options: dict[str, Any], file: str, field: str) -> None:
+    """``agent_options`` against the agent's ``Options`` model (types, ranges, unknown keys):
+    ConfigError naming ``tasks[i].agent_options.<key>`` before anything starts."""
+    from rollouts.agents import REGISTRY, validate_options
+
+    if agent not in REGISTRY:  # a test-only agent list; nothing to validate against
+        return
+    ok, bad_key, message = validate_options(agent, options)
+    if ok is None:
+        raise ConfigError(message, file=file, field=f"{field}.{bad_key}" if bad_key else field)
 
 
 def _check_timeout(value: str, file: str, field: str) -> None:

@@ -154,6 +154,8 @@ class Manifest(BaseModel):
     tasks: list[ManifestTask]
     results: list[RunRecord]
     resumes: list[dict[str, Any]] = Field(default_factory=list)  # {at, pid, reran: [run ids]}
+    # run's quick-run flags (rollouts.selection.Selection.as_record()); None = the config as written
+    selection: dict[str, Any] | None = None
 
 
 class Store:

@@ -15,8 +15,9 @@ command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v docker >/dev/null 2>&1 || missing+=(docker.io)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
-# test tools: the HTML report is checked in headless Chromium; the nightly script with shellcheck
+# test tools: the HTML report and the viewer are checked in headless Chromium; the nightly script with shellcheck
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)  # view's selenium tests
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v flock >/dev/null 2>&1 || missing+=(util-linux)
 if [ "${#missing[@]}" -gt 0 ]; then

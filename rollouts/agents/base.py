@@ -3,6 +3,24 @@
 An agent gets an :class:`AgentContext` (the started sandbox, the task, limits, a model client when
 it needs one) and returns an :class:`AgentResult`. Adding an agent: one module in this package and
 one line in ``REGISTRY`` (``rollouts/agents/__init__.py``).
+
+**Options.** Every agent class declares a class attribute ``Options``: a subclass of
+:class:`AgentOptions` (pydantic, unknown keys refused, strict types) whose fields — with type,
+range (``Field(ge=..., le=...)``), default and a docstring/description — are exactly what the
+config's ``agent_options`` table may hold for it. ``check`` and ``run`` validate every table
+against it before any container starts (:func:`rollouts.agents.validate_options`); inside
+``run`` the agent reads ``self.options(ctx)`` (the validated instance), never the raw dict.
+The README's options table is rendered from these models (``tests/test_agent_options.py``).
+Pattern::
+
+    class MyAgent(Agent):
+        class Options(AgentOptions):
+            max_steps: int = Field(20, ge=1, le=10_000, description="Model turns at most.")
+        name = "my"
+
+        def run(self, ctx):
+            o = self.options(ctx)          # MyAgent.Options
+            ...
 """
 
 from __future__ import annotations
@@ -12,9 +30,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from rollouts.sandbox.base import Sandbox
+
+
+class AgentOptions(BaseModel):
+    """Base of every agent's ``Options``: unknown keys are errors, no coercion ("3" is not a
+    number, 1 is not true), no inf/nan; frozen (an agent cannot change its own options)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
 @dataclass
@@ -27,7 +54,7 @@ class AgentContext:
     run_dir: Path
     deadline: float
     env: dict[str, str] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
+    options: AgentOptions | dict[str, Any] = field(default_factory=dict)  # validated by Agent.options
     model: str | None = None
     client: Any = None  # rollouts.llm.client.ModelClient when the agent needs a model
     gateway: Any = None  # installed agents: rollouts.agents.installed.base.Endpoint (URL + run token)
@@ -51,10 +78,19 @@ class AgentResult:
 
 
 class Agent(ABC):
-    """Base class. ``needs_model``: whether a model client must be built for it."""
+    """Base class. ``needs_model``: whether a model client must be built for it; ``Options``:
+    the pydantic model of its ``agent_options`` (none by default: any key is refused)."""
 
     name: str = ""
     needs_model: bool = False
+    Options: ClassVar[type[AgentOptions]] = AgentOptions
+
+    def options(self, ctx: AgentContext) -> Any:
+        """``ctx.options`` as this agent's ``Options`` instance (a dict is validated here:
+        pydantic ``ValidationError`` if it does not fit — ``check`` refuses such configs first)."""
+        if isinstance(ctx.options, self.Options):
+            return ctx.options
+        return self.Options.model_validate(ctx.options)
 
     @abstractmethod
     def run(self, ctx: AgentContext) -> AgentResult:

@@ -12,9 +12,7 @@ model's own tokenizer: if the server still rejects the prompt as too long, the b
 ``answer.txt`` in the workspace (``metadata.answer_file``) with ``sandbox.put_file``; the trajectory
 goes to ``<run_dir>/agent/trajectory.json``.
 
-Options (``agent_options``): ``context_window_tokens`` (8192 for ``model = "local"``, else
-128000), ``max_answer_tokens`` (128), ``temperature`` (0.0), ``margin`` (0.08: fraction of the
-window kept free for the tokenizer mismatch and the chat template).
+Options (``agent_options``): :class:`LLMAgent.Options`.
 """
 
 from __future__ import annotations
@@ -23,7 +21,9 @@ import posixpath
 import time
 from dataclasses import dataclass
 
-from rollouts.agents.base import Agent, AgentContext, AgentResult
+from pydantic import Field
+
+from rollouts.agents.base import Agent, AgentContext, AgentOptions, AgentResult
 from rollouts.errors import ModelError, SandboxError
 from rollouts.families import ANSWER_FILE, CONTEXT_FILE, token_counter, truncate_middle
 from rollouts.store import atomic_write_json, now_iso
@@ -78,15 +78,26 @@ def is_context_overflow(err: ModelError) -> bool:
 class LLMAgent(Agent):
     """Plain single-call baseline (see the module docstring)."""
 
+    class Options(AgentOptions):
+        """``agent_options`` of ``llm``."""
+
+        context_window_tokens: int | None = Field(
+            None, ge=16, le=10_000_000, description="The model's context window; default 8192 for `local`, else 128000."
+        )
+        max_answer_tokens: int = Field(128, ge=1, le=1_000_000, description="`max_tokens` of the call.")
+        temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature.")
+        margin: float = Field(
+            0.08, ge=0, lt=1, description="Fraction of the window kept free (tokenizer mismatch, chat template)."
+        )
+
     name = "llm"
     needs_model = True
 
     def run(self, ctx: AgentContext) -> AgentResult:
-        o = ctx.options
-        window = int(o.get("context_window_tokens", default_window(ctx.model)))
-        max_answer = int(o.get("max_answer_tokens", 128))
-        temperature = float(o.get("temperature", 0.0))
-        margin = float(o.get("margin", 0.08))
+        opts = self.options(ctx)
+        o = opts.model_dump()
+        window = opts.context_window_tokens or default_window(ctx.model)
+        max_answer, temperature, margin = opts.max_answer_tokens, opts.temperature, opts.margin
         io = task_io(ctx)
         tc = token_counter()
         overhead = tc.count(SYSTEM) + tc.count(io.template.replace("{context}", "")) + 16

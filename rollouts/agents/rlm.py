@@ -30,11 +30,7 @@ the calling depth) and every call — ``sub_model``'s too — is added to the ru
 ``ctx.client.usage``. The trajectory (every iteration: the reply, each cell's code, output and
 nested sub-calls, children's iterations inside) is saved after every iteration.
 
-Options: ``max_depth`` (1), ``max_iterations`` (6), ``child_max_iterations`` (= max_iterations),
-``sub_model`` (the run's model), ``cell_timeout_sec`` (60), ``max_reply_tokens`` (512),
-``sub_max_tokens`` (256), ``temperature`` (0.0), ``output_chars`` (2000, shown per cell),
-``context_window_tokens`` / ``sub_context_window_tokens`` (8192 for local, else 128000),
-``max_sub_calls`` (40 per run). ``sub_model`` is served by the same endpoint as the run's model
+Options: :class:`RLMAgent.Options`. ``sub_model`` is served by the same endpoint as the run's model
 (its base URL and key). After ``max_iterations`` steps the model gets one more call asking for
 FINAL; without one, that reply (fences and an ``Answer:`` label stripped) is the answer
 (``answer_source`` = forced, agent status ``limit``).
@@ -47,7 +43,9 @@ import re
 import time
 from typing import Any
 
-from rollouts.agents.base import Agent, AgentContext, AgentResult
+from pydantic import Field
+
+from rollouts.agents.base import Agent, AgentContext, AgentOptions, AgentResult
 from rollouts.agents.llm import default_window, is_context_overflow, task_io
 from rollouts.agents.rlm_channel import (
     CHILD_QUESTION,
@@ -67,24 +65,45 @@ from rollouts.llm.client import Usage
 from rollouts.store import atomic_write_json, now_iso
 
 
+class RLMOptions(AgentOptions):
+    """``agent_options`` of ``rlm``."""
+
+    max_depth: int = Field(1, ge=1, le=8, description="1 = no recursion; depth d may spawn children while d + 1 < max_depth.")
+    max_iterations: int = Field(6, ge=1, le=1000, description="Root iterations (model turns) at most.")
+    child_max_iterations: int | None = Field(None, ge=1, le=1000, description="Iterations of a child RLM; default max_iterations.")
+    sub_model: str | None = Field(None, min_length=1, description="Model of sub-calls (same endpoint); default the run's model.")
+    cell_timeout_sec: float = Field(60, gt=0, le=86_400, description="Timeout of one REPL cell (s).")
+    max_reply_tokens: int = Field(512, ge=1, le=1_000_000, description="`max_tokens` of each root call.")
+    sub_max_tokens: int = Field(256, ge=1, le=1_000_000, description="`max_tokens` of each sub-call.")
+    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature.")
+    output_chars: int = Field(2000, ge=100, le=1_000_000, description="Characters of a cell's output shown to the model.")
+    context_window_tokens: int | None = Field(
+        None, ge=16, le=10_000_000, description="Root model's window; default 8192 for `local`, else 128000."
+    )
+    sub_context_window_tokens: int | None = Field(
+        None, ge=16, le=10_000_000, description="Sub-model's window; default as context_window_tokens."
+    )
+    max_sub_calls: int = Field(40, ge=0, le=100_000, description="llm_query/rlm_query calls per run at most.")
+
+
 class _Run:
     """State of one ``rlm`` agent run: options, clients, per-depth usage, sessions, trajectory."""
 
-    def __init__(self, ctx: AgentContext, agent_name: str):
-        o = ctx.options
+    def __init__(self, ctx: AgentContext, agent_name: str, opts: RLMOptions):
+        o = opts.model_dump()
         self.ctx, self.o = ctx, o
-        self.max_depth = max(1, int(o.get("max_depth", 1)))
-        self.max_iter = max(1, int(o.get("max_iterations", 6)))
-        self.child_iter = max(1, int(o.get("child_max_iterations", self.max_iter)))
-        self.cell_timeout = float(o.get("cell_timeout_sec", 60))
-        self.max_reply = int(o.get("max_reply_tokens", 512))
-        self.sub_max = int(o.get("sub_max_tokens", 256))
-        self.temperature = float(o.get("temperature", 0.0))
-        self.obs_chars = int(o.get("output_chars", 2000))
-        self.window = int(o.get("context_window_tokens", default_window(ctx.model)))
-        self.sub_model = o.get("sub_model") or ctx.model
-        self.sub_window = int(o.get("sub_context_window_tokens", default_window(self.sub_model)))
-        self.max_sub_calls = int(o.get("max_sub_calls", 40))
+        self.max_depth = opts.max_depth
+        self.max_iter = opts.max_iterations
+        self.child_iter = opts.child_max_iterations or self.max_iter
+        self.cell_timeout = opts.cell_timeout_sec
+        self.max_reply = opts.max_reply_tokens
+        self.sub_max = opts.sub_max_tokens
+        self.temperature = opts.temperature
+        self.obs_chars = opts.output_chars
+        self.window = opts.context_window_tokens or default_window(ctx.model)
+        self.sub_model = opts.sub_model or ctx.model
+        self.sub_window = opts.sub_context_window_tokens or default_window(self.sub_model)
+        self.max_sub_calls = opts.max_sub_calls
         self.sub_client = ctx.client
         if self.sub_model != ctx.model:
             from rollouts.llm.client import ModelClient
@@ -351,12 +370,13 @@ class _Run:
 class RLMAgent(Agent):
     """Recursive Language Model agent (see the module docstring)."""
 
+    Options = RLMOptions
     name = "rlm"
     needs_model = True
 
     def run(self, ctx: AgentContext) -> AgentResult:
         io = task_io(ctx)
-        run = _Run(ctx, self.name)
+        run = _Run(ctx, self.name, self.options(ctx))
         run.traj.update(question=io.question, context_path=io.context_path, context_chars=len(io.context))
         ctx.sandbox.put_file(f"{RLM_DIR}/rlm_repl.py", REPL_SOURCE.read_bytes())
         root: dict[str, Any] = {}

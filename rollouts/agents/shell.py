@@ -6,9 +6,7 @@ sentinel line. A text protocol (one fenced ``bash`` block per reply), not functi
 works with every OpenAI-compatible server, small local ones included. The trajectory is saved
 (atomically) after every step to ``<run_dir>/agent/trajectory.json``.
 
-Options (``agent_options`` in the config): ``max_steps`` (20), ``max_total_tokens`` (200000),
-``max_reply_tokens`` (512), ``temperature`` (0.0), ``command_timeout_sec`` (120),
-``observation_chars`` (4000: head and tail of the output shown to the model).
+Options (``agent_options`` in the config): :class:`ShellAgent.Options`.
 """
 
 from __future__ import annotations
@@ -16,7 +14,9 @@ from __future__ import annotations
 import re
 import time
 
-from rollouts.agents.base import Agent, AgentContext, AgentResult
+from pydantic import Field
+
+from rollouts.agents.base import Agent, AgentContext, AgentOptions, AgentResult
 from rollouts.store import atomic_write_json, now_iso
 
 SENTINEL = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
@@ -69,17 +69,26 @@ def format_observation(exit_code: int, output: str, limit: int, timed_out: bool)
 class ShellAgent(Agent):
     """Host-driven shell agent (see module docstring)."""
 
+    class Options(AgentOptions):
+        """``agent_options`` of ``shell``."""
+
+        max_steps: int = Field(20, ge=1, le=10_000, description="Model turns at most (then status `limit`).")
+        max_total_tokens: int = Field(200_000, ge=1, description="Prompt + completion tokens of the run at most.")
+        max_reply_tokens: int = Field(512, ge=1, le=1_000_000, description="`max_tokens` of each model call.")
+        temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature.")
+        command_timeout_sec: float = Field(120, gt=0, le=86_400, description="Timeout of each shell command (s).")
+        observation_chars: int = Field(
+            4000, ge=100, le=1_000_000, description="Characters of a command's output shown to the model (head + tail)."
+        )
+
     name = "shell"
     needs_model = True
 
     def run(self, ctx: AgentContext) -> AgentResult:
-        o = ctx.options
-        max_steps = int(o.get("max_steps", 20))
-        max_total_tokens = int(o.get("max_total_tokens", 200_000))
-        max_reply = int(o.get("max_reply_tokens", 512))
-        temperature = float(o.get("temperature", 0.0))
-        cmd_timeout = float(o.get("command_timeout_sec", 120))
-        obs_chars = int(o.get("observation_chars", 4000))
+        opts = self.options(ctx)
+        o = opts.model_dump()
+        max_steps, max_total_tokens, max_reply = opts.max_steps, opts.max_total_tokens, opts.max_reply_tokens
+        temperature, cmd_timeout, obs_chars = opts.temperature, opts.command_timeout_sec, opts.observation_chars
         messages = [
             {"role": "system", "content": SYSTEM_PROMPT.format(workdir=ctx.workdir, sentinel=SENTINEL)},
             {"role": "user", "content": USER_PROMPT.format(instruction=ctx.task.instruction.strip(), workdir=ctx.workdir)},

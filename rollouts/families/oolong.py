@@ -5,8 +5,8 @@ Instance: <question>`` whose (hidden) TREC-coarse labels are one of six: abbrevi
 description and abstract concept, human being, location, numeric value. The questions ask for
 aggregate label statistics: counts, the most/least frequent label, comparisons between two labels,
 per-user and per-month questions. Scoring: :func:`rollouts.grading.qa.oolong_score` (official
-rules: answer after the last ':', numeric ``0.75 ** |gold - pred|``, comparison phrases, exact
-match otherwise).
+rules on the raw output: answer after the last ':', numeric ``0.75 ** |gold - pred|``, comparison
+phrases, dates parsed by dateutil, exact match otherwise).
 
 - ``--file F``: rows of the official ``oolongbench/oolong-synth`` data exported to JSON Lines or
   a JSON list (fields ``id``, ``dataset``, ``context_window_text``, ``question``, ``answer``,

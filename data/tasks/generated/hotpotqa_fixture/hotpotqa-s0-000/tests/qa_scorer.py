@@ -1,36 +1,55 @@
 """Answer scorers for long-context QA families: HotpotQA, RULER S-NIAH and OOLONG ``trec_coarse``.
 
-This file is **self-contained** (standard library only): ``rollouts prepare`` copies it verbatim
-into every generated task's ``tests/`` dir as ``qa_scorer.py``, and the task's verifier runs it in
-the grading container as::
+This file is **self-contained** (standard library plus ``python-dateutil``, which the grading
+image carries as Debian's ``python3-dateutil``): ``rollouts prepare`` copies it verbatim into
+every generated task's ``tests/`` dir as ``qa_scorer.py``, and the task's verifier runs it in the
+grading container as::
 
     python3 /tests/qa_scorer.py --gold /tests/gold.json --answer /workspace/answer.txt \\
         --out /logs/verifier/reward.json
 
 which writes ``{"reward": <primary score>, <metric>: <number>, ...}`` (the reward contract of
-:mod:`rollouts.grading.verifier`). It always exits 0 once ``reward.json`` is written, also for a
-wrong or missing answer (reward 0, ``answered`` = 0).
+:mod:`rollouts.grading.verifier`). It exits 0 once ``reward.json`` is written, also for a wrong or
+missing answer (reward 0, ``answered`` = 0); a malformed ``gold.json`` (unknown family, an empty
+RULER reference list) is the task's fault and exits non-zero (a verifier error).
 
-Sources (each function follows the named official definition; the code is ours):
+The answer file is read as bytes and decoded as UTF-8 (undecodable bytes replaced), **without**
+newline translation or stripping: the official scorers see the model's raw output, and so does
+this one.
 
-- HotpotQA: ``hotpot_evaluate_v1.py`` of the HotpotQA repository (Yang et al., 2018):
+Sources (each function follows the named official definition; the code is ours; the parity tests
+in ``tests/test_qa_parity.py`` run the official functions as oracles on several hundred
+adversarial inputs per family):
+
+- HotpotQA: ``hotpot_evaluate_v1.py`` of github.com/hotpotqa/hotpot (Yang et al., 2018):
   ``normalize_answer`` = lower-case → drop ``string.punctuation`` → replace the articles
   ``a|an|the`` by a space → collapse whitespace; EM = normalised strings equal; token F1 over the
   normalised whitespace tokens (bag of tokens), and F1 = precision = recall = 0 when either side
-  normalises to ``yes``/``no``/``noanswer`` and the two differ.
-- RULER: ``string_match_all`` of RULER's ``eval/synthetic/constants.py`` (Hsieh et al., 2024):
-  per sample, the fraction of reference strings that occur in the prediction, both lower-cased
-  (RULER reports it ×100; here in [0, 1]); predictions are first cleaned like RULER's
-  ``postprocess_pred`` (control characters → newline, strip).
-- OOLONG: ``synth_attempt_answer_parse`` / ``synth_process_response`` of OOLONG's
-  ``eval_helpers.py`` (Bertsch et al., 2025): the answer is the text after the last ``:``
-  (``*``, ``[`` and ``]`` removed); a candidate of 20+ characters containing ``more common`` /
-  ``less common`` / ``same frequency`` is reduced to that phrase; score 1 on exact string
-  equality with the gold, 1 when the reduced comparison phrase is a substring of the gold
-  (gold ``"more common than"``), ``0.75 ** |gold - pred|`` for numeric answers, date equality
-  for date answers, 0 otherwise. One deviation: the official code parses dates with
-  ``dateutil``; here a fixed list of ``strptime`` formats is used (no third-party package in the
-  grading image).
+  normalises to ``yes``/``no``/``noanswer`` and the two differ. A missing prediction scores 0
+  (the official ``eval`` skips it and divides by the number of gold answers).
+- RULER: ``string_match_all`` of github.com/NVIDIA/RULER ``scripts/eval/synthetic/constants.py``
+  (Hsieh et al., 2024): per sample, the fraction of reference strings that occur in the
+  prediction, both lower-cased (RULER reports the mean ×100 rounded to 2 decimals; here the
+  per-sample fraction in [0, 1]); the prediction is first cleaned like ``postprocess_pred`` of
+  ``scripts/eval/evaluate.py`` (strip, control characters ``[\\x00-\\x1f]`` → newline, strip).
+  An empty reference list divides by zero in the official code; here it raises ``ValueError``
+  (a broken task, reported as a verifier error, never a score).
+- OOLONG: ``synth_attempt_answer_parse`` / ``synth_process_response`` of
+  github.com/abertsch72/oolong ``src/eval/eval_helpers.py`` (Bertsch et al., 2025), on the raw
+  output: without a ``:`` the whole text when shorter than 20 characters, else its last
+  whitespace-separated word; with a ``:`` the text after the last ``:``, stripped, with ``*``,
+  ``[`` and ``]`` removed, and a candidate of 20+ characters containing ``more common`` /
+  ``less common`` / ``same frequency`` reduced to that phrase. Score 1 when ``str(candidate) ==
+  str(gold)`` (a DATE gold is a ``datetime``, so ``"2023-02-02 00:00:00"``); a reduced
+  comparison phrase scores 1 when it is a substring of the gold; ``ANSWER_TYPE.NUMERIC``:
+  ``0.75 ** |int(gold) - int(candidate)|`` (0 when ``int()`` fails); ``ANSWER_TYPE.DATE``:
+  ``dateutil.parser.parse(candidate) == gold`` (0 when it does not parse); else 0.
+
+Deliberate differences from the official code: none in the scores. Where the official code
+*raises* instead of scoring, this one cannot copy it: (1) OOLONG, an answer of 20+ characters
+with no ``:`` and nothing but whitespace (the official ``answer.split()[-1]`` raises
+``IndexError`` and aborts the evaluation) scores 0 here; (2) RULER, an empty reference list
+raises ``ValueError`` here (``ZeroDivisionError`` there).
 """
 
 from __future__ import annotations
@@ -44,6 +63,8 @@ import sys
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
+
+import dateutil.parser
 
 # ----------------------------------------------------------------------------- HotpotQA
 
@@ -87,36 +108,30 @@ _CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 def ruler_postprocess(prediction: str) -> str:
-    """RULER's ``postprocess_pred``: control characters become newlines, then strip."""
-    return _CONTROL.sub("\n", prediction).strip()
+    """RULER's ``postprocess_pred``: strip, control characters become newlines, strip again."""
+    return _CONTROL.sub("\n", prediction.strip()).strip()
 
 
 def string_match_all(prediction: str, references: list[str]) -> float:
-    """Fraction in [0, 1] of ``references`` found (case-insensitive substring) in ``prediction``."""
+    """Fraction in [0, 1] of ``references`` found (case-insensitive substring) in the cleaned
+    ``prediction`` (RULER's per-sample ``string_match_all`` / 100). Raises ``ValueError`` for an
+    empty reference list (the official code divides by zero)."""
     if not references:
-        return 0.0
+        raise ValueError("RULER string_match_all: the reference list is empty (broken gold.json)")
     pred = ruler_postprocess(prediction).lower()
-    return sum(1.0 for r in references if r.lower() in pred) / len(references)
+    return sum(1.0 if r.lower() in pred else 0.0 for r in references) / len(references)
 
 
 # ----------------------------------------------------------------------------- OOLONG
 
 COMPARISON_PHRASES = ("more common", "less common", "same frequency")
-_DATE_FORMATS = (
-    "%Y-%m-%d",
-    "%b %d, %Y",
-    "%B %d, %Y",
-    "%d %B %Y",
-    "%d %b %Y",
-    "%m/%d/%Y",
-    "%Y/%m/%d",
-    "%b %d %Y",
-    "%B %d %Y",
-)
+_CONFIDENT_TAGS = ("User:", "Answer:", "Date:", "Label")
 
 
 def oolong_parse_answer(answer: str) -> tuple[str, str]:
-    """(candidate answer, parse confidence low|med|high|vhigh), as OOLONG's synth parser."""
+    """(candidate answer, parse confidence low|med|high|vhigh) of the raw output, as OOLONG's
+    ``synth_attempt_answer_parse`` (see the module docstring; an all-whitespace text of 20+
+    characters without ``:`` gives ``""``, where the official code raises ``IndexError``)."""
     if ":" not in answer:
         if len(answer) < 20:
             return answer, "low"
@@ -124,59 +139,47 @@ def oolong_parse_answer(answer: str) -> tuple[str, str]:
         return (words[-1] if words else ""), "low"
     cand = answer.split(":")[-1].strip()
     cand = cand.replace("*", "").replace("[", "").replace("]", "")
-    conf = "med"
-    if any(tag in answer for tag in ("User:", "Answer:", "Date:", "Label")):
-        conf = "high"
+    conf = "high" if any(tag in answer for tag in _CONFIDENT_TAGS) else "med"
     if len(cand) < 20:
-        conf = "vhigh"
-    else:
-        for phrase in COMPARISON_PHRASES:
-            if phrase in cand:
-                cand = phrase
-                break
+        return cand, "vhigh"
+    for phrase in COMPARISON_PHRASES:
+        if phrase in cand:
+            return phrase, conf
     return cand, conf
 
 
 def oolong_parse_gold(answer_field: str) -> str | int | datetime:
     """The gold value of an OOLONG-synth row's ``answer`` field (``"[12]"``, ``"['location']"``,
-    ``"[datetime.date(2023, 2, 2)]"``)."""
+    ``"[datetime.date(2023, 2, 2)]"``), as ``synth_process_response`` parses it."""
     if "datetime" in answer_field:
         return datetime.strptime(answer_field, "[datetime.date(%Y, %m, %d)]")
     return ast.literal_eval(answer_field)[0]
 
 
-def _parse_date(text: str) -> datetime | None:
-    text = text.strip().rstrip(".")
-    for fmt in _DATE_FORMATS:
-        try:
-            return datetime.strptime(text, fmt)
-        except ValueError:
-            continue
-    return None
-
-
 def oolong_score(prediction: str, gold: str | int | datetime, answer_type: str) -> tuple[float, str, str]:
-    """(score in [0, 1], parsed answer, parse confidence) of one OOLONG-synth answer.
+    """(score in [0, 1], parsed answer, parse confidence) of one raw OOLONG-synth output.
 
-    ``answer_type``: ``ANSWER_TYPE.NUMERIC`` (partial credit ``0.75 ** |gold - pred|``),
-    ``ANSWER_TYPE.DATE`` (date equality), anything else exact match (``LABEL``, ``USER``,
-    ``COMPARISON`` with the phrase rule, ``MONTH_YEAR``).
+    ``answer_type`` is compared exactly, as in the official code: ``ANSWER_TYPE.NUMERIC``
+    (partial credit ``0.75 ** |gold - pred|``), ``ANSWER_TYPE.DATE`` (``dateutil`` parse, then
+    equality with the gold ``datetime``); anything else scores only by string equality or the
+    comparison-phrase rule.
     """
     parsed, conf = oolong_parse_answer(prediction)
     if parsed == str(gold):
         return 1.0, parsed, conf
     if parsed in COMPARISON_PHRASES:
         return (1.0 if parsed in str(gold) else 0.0), parsed, conf
-    if answer_type.endswith("NUMERIC"):
+    if answer_type == "ANSWER_TYPE.NUMERIC":
         try:
             return float(0.75 ** abs(int(gold) - int(parsed))), parsed, conf
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # int() refused, or the power overflowed
             return 0.0, parsed, "low"
-    if answer_type.endswith("DATE"):
-        d = _parse_date(parsed)
-        if d is None:
+    if answer_type == "ANSWER_TYPE.DATE":
+        try:
+            when = dateutil.parser.parse(parsed)
+        except (ValueError, OverflowError):  # dateutil's ParserError is a ValueError
             return 0.0, parsed, "low"
-        return float(isinstance(gold, datetime) and d == gold), parsed, conf
+        return float(when == gold), parsed, conf
     return 0.0, parsed, conf
 
 
@@ -188,25 +191,25 @@ def score(gold: dict, prediction: str | None) -> dict[str, float]:
 
     ``gold`` is a task's ``tests/gold.json``: ``{"family": "niah", "answers": [...]}``,
     ``{"family": "oolong", "answer": ..., "answer_type": "ANSWER_TYPE.…"}`` (a DATE gold is
-    ``"YYYY-MM-DD"``) or ``{"family": "hotpotqa", "answer": "..."}``. ``prediction`` None = no
-    answer file.
+    ``"YYYY-MM-DD"``) or ``{"family": "hotpotqa", "answer": "..."}``. ``prediction`` is the raw
+    answer text; ``None`` = no answer file (every score 0). Raises ``ValueError`` for an unknown
+    family or an empty RULER reference list.
     """
     family = gold["family"]
     answered = prediction is not None and prediction.strip() != ""
-    pred = prediction or ""
     out: dict[str, float] = {"answered": float(answered)}
     if family == "niah":
-        s = string_match_all(pred, list(gold["answers"])) if answered else 0.0
+        s = string_match_all(prediction or "", list(gold["answers"])) * (prediction is not None)
         out.update(reward=s, string_match_all=s)
     elif family == "oolong":
         g = gold["answer"]
-        if gold["answer_type"].endswith("DATE"):
+        if gold["answer_type"] == "ANSWER_TYPE.DATE":
             g = datetime.strptime(g, "%Y-%m-%d")
-        s = oolong_score(pred.strip(), g, gold["answer_type"])[0] if answered else 0.0
+        s = 0.0 if prediction is None else oolong_score(prediction, g, gold["answer_type"])[0]
         out.update(reward=s, oolong_score=s, exact=float(s == 1.0))
     elif family == "hotpotqa":
-        em = hotpot_em(pred, gold["answer"]) if answered else 0.0
-        f1, p, r = hotpot_f1(pred, gold["answer"]) if answered else (0.0, 0.0, 0.0)
+        em = 0.0 if prediction is None else hotpot_em(prediction, gold["answer"])
+        f1, p, r = (0.0, 0.0, 0.0) if prediction is None else hotpot_f1(prediction, gold["answer"])
         out.update(
             reward=f1 if gold.get("primary", "f1") == "f1" else em, em=em, f1=f1, precision=p, recall=r
         )
@@ -223,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     gold = json.loads(Path(args.gold).read_text(encoding="utf-8"))
-    try:
-        prediction = Path(args.answer).read_text(encoding="utf-8", errors="replace")
+    try:  # bytes, then decode: no newline translation, the scorer sees the raw output
+        prediction = Path(args.answer).read_bytes().decode("utf-8", errors="replace")
     except FileNotFoundError:
         prediction = None
     result = score(gold, prediction)
