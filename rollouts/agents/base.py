@@ -92,6 +92,17 @@ class Agent(ABC):
             return ctx.options
         return self.Options.model_validate(ctx.options)
 
+    def prepare(self, backend: Any, options: dict[str, Any], image: str, log: Callable[[str], None]
+                ) -> tuple[tuple[str, str], ...]:
+        """Phase ``agent_setup``, before the sandbox starts: make the agent's files ready and
+        return the read-only volumes to mount, ``((volume, path), ...)``. Default: nothing
+        (installed agents build their layer here: ``rollouts/agents/installed/``)."""
+        return ()
+
+    def pinned_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The options recorded on the run (installed agents add their resolved ``version``)."""
+        return options
+
     @abstractmethod
     def run(self, ctx: AgentContext) -> AgentResult:
         """Act in ``ctx.sandbox`` until done or ``ctx.deadline``. Raises SandboxError on infra

@@ -24,9 +24,9 @@ from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import Field
 
-from rollouts.agents.base import Agent, AgentContext, AgentResult
+from rollouts.agents.base import Agent, AgentContext, AgentOptions, AgentResult
 from rollouts.agents.installed.layer import LAYER_MOUNT, Package, ensure_layer
 from rollouts.errors import ConfigError
 from rollouts.sandbox.base import ExecResult
@@ -48,13 +48,16 @@ class Endpoint:
     host_base_url: str | None = None
 
 
-class InstalledOptions(BaseModel):
-    """Options every installed agent takes. ``version``: the agent release (PyPI version);
-    ``extra_args``: appended to the command line."""
+class InstalledOptions(AgentOptions):
+    """Options every installed agent takes (each agent sets the default ``version``)."""
 
-    model_config = ConfigDict(extra="forbid")
-    version: str
-    extra_args: list[str] = []
+    version: str = Field("", min_length=1, description="Agent release (PyPI version of its package).")
+
+
+class CliOptions(InstalledOptions):
+    """Options of agents whose CLI runs in the sandbox."""
+
+    extra_args: list[str] = Field([], description="Arguments appended to the agent's command line.")
 
 
 @dataclass
@@ -78,15 +81,6 @@ class InstalledAgent(Agent):
     def packages(self, version: str) -> list[Package]:
         """The wheels (pinned to ``version``) whose members form the layer."""
 
-    def options(self, raw: dict[str, Any]) -> Any:
-        """Validated options; ConfigError naming the field on bad input."""
-        try:
-            return self.Options(**raw)
-        except ValidationError as e:
-            err = e.errors()[0]
-            where = ".".join(str(x) for x in err["loc"])
-            raise ConfigError(f"agent_options.{where} of agent {self.name}: {err['msg']}") from None
-
     def prepare(self, backend: Any, raw_options: dict[str, Any], image: str, log) -> tuple[tuple[str, str], ...]:
         """Phase ``agent_setup``: ensure the layer exists; returns the volumes to mount
         read-only. ConfigError on a backend without volumes, EnvironmentNotReady when the wheels
@@ -94,9 +88,14 @@ class InstalledAgent(Agent):
         if getattr(backend, "name", "") != "docker":
             raise ConfigError(f"agent {self.name} needs the docker backend (its layer is a Docker volume); "
                               f"backend {getattr(backend, 'name', '?')!r} is not supported yet")
-        opts = self.options(raw_options)
+        opts = self.Options.model_validate(raw_options)
         layer = ensure_layer(backend.client, self.name, opts.version, self.packages(opts.version), image, log)
         return ((layer.volume, LAYER_MOUNT),)
+
+
+    def pinned_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` with the resolved ``version`` (the default when not given): the manifest pins it."""
+        return {**options, "version": self.Options.model_validate(options).version}
 
 
 class SandboxCliAgent(InstalledAgent):
@@ -112,7 +111,7 @@ class SandboxCliAgent(InstalledAgent):
 
     def run(self, ctx: AgentContext) -> AgentResult:
         """Run the agent's command once under the deadline and collect what it left."""
-        opts = self.options(ctx.options)
+        opts = self.options(ctx)
         endpoint = ctx.gateway
         if not isinstance(endpoint, Endpoint):
             raise ConfigError(f"agent {self.name} needs the model gateway (ctx.gateway), got {endpoint!r}")

@@ -18,19 +18,21 @@ from __future__ import annotations
 
 import json
 
+from pydantic import Field
+
 from rollouts.agents.base import AgentContext
-from rollouts.agents.installed.base import STATE_DIR, Endpoint, InstalledOptions, Launch, SandboxCliAgent
+from rollouts.agents.installed.base import STATE_DIR, CliOptions, Endpoint, Launch, SandboxCliAgent
 from rollouts.agents.installed.layer import LAYER_MOUNT, Package
 
 DEFAULT_VERSION = "0.2.189"  # claude-agent-sdk; bundles Claude Code 2.1.332
 
 
-class ClaudeCodeOptions(InstalledOptions):
-    """``version`` (PyPI ``claude-agent-sdk``, which pins the bundled Claude Code), ``max_turns``
-    (None: Claude Code's default), ``extra_args``."""
+class ClaudeCodeOptions(CliOptions):
+    """``agent_options`` of ``claude-code``."""
 
-    version: str = DEFAULT_VERSION
-    max_turns: int | None = None
+    version: str = Field(DEFAULT_VERSION, min_length=1,
+                         description="PyPI version of `claude-agent-sdk` (it pins the bundled Claude Code).")
+    max_turns: int | None = Field(None, ge=1, description="`--max-turns` (unset: Claude Code's default).")
 
 
 class ClaudeCodeAgent(SandboxCliAgent):

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 
+from pydantic import Field
+
 from rollouts.agents.base import AgentContext
-from rollouts.agents.installed.base import STATE_DIR, Endpoint, InstalledOptions, Launch, SandboxCliAgent
+from rollouts.agents.installed.base import STATE_DIR, CliOptions, Endpoint, Launch, SandboxCliAgent
 from rollouts.agents.installed.layer import LAYER_MOUNT, Package
 
 DEFAULT_VERSION = "0.163.0"
@@ -28,14 +30,13 @@ LAST_MESSAGE = f"{STATE_DIR}/last_message.txt"
 PATH = f"{LAYER_MOUNT}/codex/codex-path:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-class CodexOptions(InstalledOptions):
-    """``version`` (PyPI ``openai-codex-cli-bin``), ``reasoning_effort`` (none: the provider's
-    default), ``context_window`` (tokens Codex assumes; set it for small local models),
-    ``extra_args``."""
+class CodexOptions(CliOptions):
+    """``agent_options`` of ``codex``."""
 
-    version: str = DEFAULT_VERSION
-    reasoning_effort: str | None = None
-    context_window: int | None = None
+    version: str = Field(DEFAULT_VERSION, min_length=1, description="PyPI version of `openai-codex-cli-bin`.")
+    reasoning_effort: str | None = Field(None, description="`model_reasoning_effort` (unset: the model's default).")
+    context_window: int | None = Field(
+        None, ge=1024, description="`model_context_window` in tokens (set it for small local models).")
 
 
 def _toml_str(s: str) -> str:

@@ -21,6 +21,7 @@ not in ``setup.sh`` (140-180 MB each).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
@@ -138,10 +139,14 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_layer_tar(pairs: Iterable[tuple[Path, Package]], out: Path) -> int:
+MARKER = ".rollouts-layer.json"  # written last into a layer: its presence means complete
+
+
+def write_layer_tar(pairs: Iterable[tuple[Path, Package]], out: Path, marker: bytes = b"") -> int:
     """Stream the wanted members of each wheel into the tar file ``out`` (modes kept from the
-    wheel's zip attributes, owner root, files read-only for others). Returns the member count;
-    raises SandboxError when a package contributes no file (wrong ``members``)."""
+    wheel's zip attributes, owner root, files read-only for others), then :data:`MARKER` with
+    ``marker`` as its content. Returns the member count; raises SandboxError when a package
+    contributes no file (wrong ``members``)."""
     n = 0
     with tarfile.open(out, "w") as tar:
         for wheel, pkg in pairs:
@@ -164,6 +169,9 @@ def write_layer_tar(pairs: Iterable[tuple[Path, Package]], out: Path) -> int:
             if not got:
                 raise SandboxError(f"wheel {wheel.name} has no member under {[s for s, _ in pkg.members]}")
             n += got
+        ti = tarfile.TarInfo(MARKER)
+        ti.size, ti.mode = len(marker), 0o644
+        tar.addfile(ti, io.BytesIO(marker))
     return n
 
 
@@ -213,12 +221,17 @@ def ensure_layer(client: docker.DockerClient, agent: str, version: str, packages
         t0 = time.monotonic()
         wheels, digest, t_dl = _fetch(key, pip_plat, packages, log, show_progress)
         volume = f"rollouts-agent-{key}-{digest}"
-        _remove_volume(client, volume)  # a half-filled one from a crashed build
         labels = {LABEL_TOOL: "rollouts", LABEL_LAYER: key, "rollouts.agent": agent,
                   "rollouts.agent_version": version}
+        meta = json.dumps({"volume": volume, "digest": digest, "wheels": [w.name for w in wheels]}).encode()
+        if _volume_complete(client, volume, helper_image):  # built by another host index (same content)
+            _write_index(index, volume=volume, digest=digest, agent=agent, version=version, platform=plat,
+                         files=None, wheels=[w.name for w in wheels], download_sec=t_dl, t0=t0)
+            return Layer(volume, digest)
+        _remove_volume(client, volume)  # a half-filled one from a crashed build
         with tempfile.TemporaryDirectory(dir=cache_root()) as tmp:
             tar_path = Path(tmp) / "layer.tar"
-            n = write_layer_tar(zip(wheels, packages, strict=True), tar_path)
+            n = write_layer_tar(zip(wheels, packages, strict=True), tar_path, meta)
             try:
                 client.volumes.create(volume, labels=labels)
                 c = client.containers.create(helper_image, command=["true"], network_mode="none",
@@ -294,6 +307,23 @@ def _indexed(client: docker.DockerClient, index: Path) -> Layer | None:
     return Layer(meta["volume"], meta["digest"])
 
 
+def _volume_complete(client: docker.DockerClient, volume: str, helper_image: str) -> bool:
+    """Whether ``volume`` exists and holds :data:`MARKER` (read through a never-started container)."""
+    try:
+        client.volumes.get(volume)
+    except docker.errors.NotFound:
+        return False
+    c = client.containers.create(helper_image, command=["true"], network_mode="none",
+                                 volumes={volume: {"bind": "/layer", "mode": "ro"}})
+    try:
+        c.get_archive(f"/layer/{MARKER}")
+        return True
+    except docker.errors.NotFound:
+        return False
+    finally:
+        c.remove(force=True)
+
+
 def _remove_volume(client: docker.DockerClient, name: str) -> None:
     try:
         client.volumes.get(name).remove(force=True)
@@ -302,15 +332,16 @@ def _remove_volume(client: docker.DockerClient, name: str) -> None:
 
 
 def clean_layers(client: docker.DockerClient, *, all_layers: bool = False, dry_run: bool = False) -> list[str]:
-    """Remove agent-layer volumes: those no host index names (stale: an older digest, a crashed
-    build), or every one with ``all_layers`` (their index files too). Returns the volume names.
-    A volume in use by a running sandbox is kept (Docker refuses) and reported by SandboxError."""
+    """Remove agent layers: Docker volumes and host directories that no index names (stale: an
+    older digest, a crashed build), or every one with ``all_layers`` (index files too). Returns
+    what was (or, with ``dry_run``, would be) removed. Raises SandboxError when Docker refuses
+    (a volume in use by a running sandbox)."""
     live: set[str] = set()
     layers_dir = cache_root() / "layers"
-    for p in layers_dir.glob("*.json") if layers_dir.is_dir() else []:
+    indexes = sorted(layers_dir.glob("*.json")) if layers_dir.is_dir() else []
+    for p in indexes:
         meta = json.loads(p.read_text())
-        if "volume" in meta:
-            live.add(meta["volume"])
+        live.add(meta.get("volume") or meta.get("path"))
     gone = []
     for v in client.volumes.list(filters={"label": LABEL_LAYER}):
         if all_layers or v.name not in live:
@@ -320,7 +351,13 @@ def clean_layers(client: docker.DockerClient, *, all_layers: bool = False, dry_r
                     v.remove(force=True)
                 except docker.errors.APIError as e:
                     raise SandboxError(f"cannot remove agent layer {v.name}: {e.explanation or e}") from None
+    host = cache_root() / "host"
+    for d in sorted(host.iterdir()) if host.is_dir() else []:
+        if d.is_dir() and not d.name.startswith("tmp") and (all_layers or str(d) not in live):
+            gone.append(str(d))
+            if not dry_run:
+                shutil.rmtree(d)
     if all_layers and not dry_run:
-        for p in layers_dir.glob("*.json") if layers_dir.is_dir() else []:
+        for p in indexes:
             p.unlink()
     return gone

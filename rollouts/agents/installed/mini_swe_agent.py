@@ -29,6 +29,8 @@ import sys
 import threading
 from pathlib import Path
 
+from pydantic import Field
+
 from rollouts.agents.base import AgentContext, AgentResult
 from rollouts.agents.installed.base import Endpoint, InstalledAgent, InstalledOptions
 from rollouts.agents.installed.layer import Package, ensure_host_layer
@@ -40,15 +42,15 @@ _REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 class MiniSweOptions(InstalledOptions):
-    """``version`` (PyPI ``mini-swe-agent``), ``step_limit`` (model calls, 30),
-    ``command_timeout_sec`` (per action, 120), ``config`` (a config shipped with mini-swe-agent,
-    ``mini_textbased``), ``model_kwargs`` (passed to litellm, e.g. ``{temperature = 0.7}``)."""
+    """``agent_options`` of ``mini-swe-agent``."""
 
-    version: str = DEFAULT_VERSION
-    step_limit: int = 30
-    command_timeout_sec: float = 120
-    config: str = "mini_textbased"
-    model_kwargs: dict = {}
+    version: str = Field(DEFAULT_VERSION, min_length=1, description="PyPI version of `mini-swe-agent`.")
+    step_limit: int = Field(30, ge=1, le=10_000, description="Model calls at most (then status `limit`).")
+    command_timeout_sec: float = Field(120, gt=0, le=86_400, description="Timeout of each action (s).")
+    config: str = Field("mini_textbased", min_length=1,
+                        description="A config shipped with mini-swe-agent (text protocol: `mini_textbased`).")
+    model_kwargs: dict[str, float] = Field(
+        {}, description="Extra litellm arguments, e.g. `{temperature = 0.7}`.")
 
 
 class MiniSweAgent(InstalledAgent):
@@ -63,7 +65,7 @@ class MiniSweAgent(InstalledAgent):
 
     def prepare(self, backend, raw_options: dict, image: str, log) -> tuple[tuple[str, str], ...]:
         """Phase ``agent_setup``: the unpacked wheel on the host; nothing to mount."""
-        opts = self.options(raw_options)
+        opts = self.Options.model_validate(raw_options)
         ensure_host_layer(self.name, opts.version, self.packages(opts.version), log)
         return ()
 
@@ -77,7 +79,7 @@ class MiniSweAgent(InstalledAgent):
         return ""
 
     def run(self, ctx: AgentContext) -> AgentResult:
-        opts: MiniSweOptions = self.options(ctx.options)
+        opts: MiniSweOptions = self.options(ctx)
         endpoint = ctx.gateway
         if not isinstance(endpoint, Endpoint) or not endpoint.host_base_url:
             raise ConfigError(f"agent {self.name} needs the model gateway's host URL (ctx.gateway), got {endpoint!r}")
