@@ -291,8 +291,14 @@ def eval_cmd(store, name: str, latest: bool, rollout: str | None, parallel: int 
 @click.argument("config", type=click.Path(dir_okay=False))
 def check(config: str) -> None:
     """Validate CONFIG and every task it names, without running anything."""
+    from rollouts.sandbox import get_backend
+
     cfg = _load(config)
+    backends: dict = {}
     for e in cfg.entries:
+        if e.backend not in backends:
+            backends[e.backend] = get_backend(e.backend)  # no network: checks are static
+        backends[e.backend].check_task(e.task)  # e.g. a Dockerfile Modal cannot build (line named)
         console.print(f"ok  tasks[{e.index}] {e.task.name:24} agent={e.agent} model={e.model} "
                       f"rollouts={e.rollouts} timeout={e.agent_timeout_sec:g}s", markup=False)
     console.print(f"{config}: valid ({len(cfg.entries)} entries, {cfg.total_runs} runs)", markup=False)
@@ -381,6 +387,19 @@ from rollouts.report.commands import compare, report  # noqa: E402
 
 cli.add_command(compare)
 cli.add_command(report)
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0 = any free port.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (local by default).")
+@click.option("--allow-remote", is_flag=True, help="Allow a --host reachable from other machines.")
+@click.pass_obj
+def view(store, port: int, host: str, allow_remote: bool) -> None:
+    """Browse rollouts, runs and trajectories in a local web page (read-only)."""
+    from rollouts.view.server import serve
+
+    serve(store.root, host=host, port=port, allow_remote=allow_remote,
+          say=lambda s: console.print(s, markup=False, soft_wrap=True))
 
 
 def main() -> None:

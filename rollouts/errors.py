@@ -85,3 +85,11 @@ class AgentError(RolloutsError):
 class GradingIntegrityError(AgentError):
     """A grading step could not keep its guarantee (privilege drop, stop step, path guard,
     collection) because of what the agent left behind: fail closed, a counted agent failure."""
+
+
+class SandboxCapacityError(SandboxError):
+    """The backend found no capacity for a sandbox after its own bounded wait (Modal's
+    ``Sandbox.create`` waits up to ~21 min). An infrastructure failure; retrying the run at once
+    would wait that long again."""
+
+    error_kind = "infra"
