@@ -23,7 +23,7 @@ from rollouts.agents import AgentContext, get_agent
 from rollouts.agents.installed import layer as layer_mod
 from rollouts.agents.installed.base import Endpoint
 from rollouts.agents.installed.codex import CodexAgent, config_toml
-from tests.scripted_llm import COMMAND, FINAL, ScriptedLLM
+from rollouts.gateway.scripted import Reply, ScriptedEndpoint, ToolCall
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = ROOT / "data" / "tasks" / "prepared" / "shell_hello_file"
@@ -141,26 +141,50 @@ def test_clean_removes_stale_layers_only(docker_client, task_image):
 
 
 # ---------------------------------------------------------------------- agents end to end
-def _text_reply(msgs: list[dict]) -> str:
-    """mini-swe-agent's text protocol: the command, then the submit sentinel."""
-    done = any("<returncode>" in str(m.get("content")) for m in msgs if m.get("role") == "user")
-    cmd = "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT" if done else COMMAND
-    return f"THOUGHT: one step.\n\n```mswea_bash_command\n{cmd}\n```"
+COMMAND = "printf 'hello world\\n' > greeting.txt"
+FINAL = "Created greeting.txt containing hello world."
 
 
-@pytest.fixture
-def scripted():
-    srv = ScriptedLLM(text_reply=_text_reply).start()
-    yield srv
-    srv.stop()
+def _shell_call(tools: list[dict]) -> ToolCall | None:
+    """A call of the agent's own shell tool (Codex: exec_command / shell_command / shell;
+    Claude Code: Bash), read from the tools the request declares, as a real model would."""
+    for t in tools:
+        fn = t.get("function") or t
+        name, schema = fn.get("name"), fn.get("parameters") or fn.get("input_schema") or {}
+        props = schema.get("properties") or {}
+        if name == "exec_command" and "cmd" in props:
+            return ToolCall(name, {"cmd": COMMAND})
+        if name in ("shell_command", "Bash") and "command" in props:
+            return ToolCall(name, {"command": COMMAND, "description": "write greeting.txt"})
+        if name == "shell" and (props.get("command") or {}).get("type") == "array":
+            return ToolCall(name, {"command": ["bash", "-lc", COMMAND]})
+    return None
 
 
-@pytest.mark.parametrize("name,model,path", [
-    ("codex", "gpt-scripted", "/v1/responses"),
-    ("claude-code", "claude-scripted", "/v1/messages"),
-    ("mini-swe-agent", "scripted", "/v1/chat/completions"),
+def scripted_reply(protocol: str, body: dict) -> Reply:
+    """The fixed script, in whatever protocol the gateway forwards: a shell tool call that writes
+    the file, then a final message. Text-protocol agents (no tools: mini-swe-agent) get the
+    command in a ```mswea_bash_command block, then the submit sentinel."""
+    msgs = body.get("messages") or []
+    answered = any(m.get("role") == "tool" or (isinstance(m.get("content"), list) and any(
+        isinstance(c, dict) and c.get("type") == "tool_result" for c in m["content"])) for m in msgs)
+    if body.get("tools"):
+        call = None if answered else _shell_call(body["tools"])
+        return Reply(tool_calls=(call,)) if call else Reply(text=FINAL)
+    seen = any("<returncode>" in str(m.get("content")) for m in msgs if m.get("role") == "user")
+    cmd = "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT" if seen else COMMAND
+    return Reply(text=f"THOUGHT: one step.\n\n```mswea_bash_command\n{cmd}\n```")
+
+
+@pytest.mark.parametrize("name,upstream_kind,protocol", [
+    ("codex", "openai", "responses"),           # Responses -> Chat translated by the gateway
+    ("claude-code", "anthropic", "messages"),   # Messages passed through
+    ("claude-code", "openai", "messages"),      # Messages -> Chat translated
+    ("mini-swe-agent", "openai", "chat"),
 ])
-def test_agent_solves_hello_file(name, model, path, docker_client, task_image, scripted, tmp_path):
+def test_agent_solves_hello_file_through_gateway(name, upstream_kind, protocol, docker_client, task_image, tmp_path):
+    from rollouts.gateway import Gateway, RunLimits, UpstreamSpec
+    from rollouts.lifecycle import labels_for
     from rollouts.sandbox.base import SandboxSpec
     from rollouts.sandbox.docker import DockerBackend
     from rollouts.task import load_task
@@ -172,22 +196,29 @@ def test_agent_solves_hello_file(name, model, path, docker_client, task_image, s
     volumes = agent.prepare(backend, {}, task_image, print)
     ipam = docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]
     bridge = ipam.get("Gateway") or str(ipaddress.ip_network(ipam["Subnet"])[1])
-    spec = SandboxSpec(image=task_image, labels={"rollouts.tool": "rollouts", "rollouts.run_id": f"test-{name}"},
-                       network=True, volumes=volumes, lifetime_sec=300, memory_mb=2048)
-    with backend.create(spec) as sb:
-        setup_workspace(sb, task, "/workspace", timeout=60)
-        ctx = AgentContext(sandbox=sb, task=task, workdir="/workspace", run_dir=tmp_path,
-                           deadline=time.monotonic() + 120, model=model, log=print,
-                           gateway=Endpoint(f"http://{bridge}:{scripted.port}", "tok-test", model,
-                                            host_base_url=f"http://127.0.0.1:{scripted.port}"))
-        t0 = time.monotonic()
-        res = agent.run(ctx)
-        print(f"{name}: {time.monotonic() - t0:.1f} s, {res}")
-        assert res.status == "completed", res
-        assert sb.exec(["cat", "/workspace/greeting.txt"], timeout=10).stdout == "hello world\n"
-        if name != "mini-swe-agent":  # the layer is mounted read-only
-            assert not sb.exec(["touch", "/opt/rollouts-agent/x"], timeout=10).ok
-    assert [p for p, _ in scripted.requests].count(path) >= 2
-    assert FINAL in res.notes or name == "mini-swe-agent"
-    assert (tmp_path / "agent" / agent.session_log_name).stat().st_size > 0
+    with ScriptedEndpoint(scripted_reply, api_key="sk-real-upstream") as up:
+        base = up.openai_base_url if upstream_kind == "openai" else up.anthropic_base_url
+        with Gateway(UpstreamSpec(upstream_kind, base, "scripted", api_key="sk-real-upstream"), host=bridge) as gw:
+            g = gw.register_run("r1", RunLimits(), log_path=tmp_path / "agent" / "gateway_exchanges.jsonl")
+            spec = SandboxSpec(image=task_image, labels=labels_for("test", f"test-{name}"), network=True,
+                               volumes=volumes, lifetime_sec=300, memory_mb=2048)
+            with backend.create(spec) as sb:
+                setup_workspace(sb, task, "/workspace", timeout=60)
+                ctx = AgentContext(sandbox=sb, task=task, workdir="/workspace", run_dir=tmp_path,
+                                   deadline=time.monotonic() + 120, model="scripted", log=print,
+                                   gateway=Endpoint(g.anthropic_base_url, g.token, g.model_name,
+                                                    host_base_url=g.anthropic_base_url))
+                t0 = time.monotonic()
+                res = agent.run(ctx)
+                print(f"{name}: {time.monotonic() - t0:.1f} s, {res}")
+                assert res.status == "completed", res
+                assert sb.exec(["cat", "/workspace/greeting.txt"], timeout=10).stdout == "hello world\n"
+                if name != "mini-swe-agent":  # the layer is mounted read-only
+                    assert not sb.exec(["touch", "/opt/rollouts-agent/x"], timeout=10).ok
+            ex = gw.exchanges("r1")
+            assert len(ex) >= 2 and {e.protocol for e in ex} == {protocol} and all(e.status_code == 200 for e in ex)
+            assert gw.usage("r1").prompt_tokens > 0
     assert res.steps >= 1
+    assert (tmp_path / "agent" / agent.session_log_name).stat().st_size > 0
+    if name != "mini-swe-agent":
+        assert FINAL in res.notes
