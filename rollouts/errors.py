@@ -85,3 +85,12 @@ class AgentError(RolloutsError):
 class GradingIntegrityError(AgentError):
     """A grading step could not keep its guarantee (privilege drop, stop step, path guard,
     collection) because of what the agent left behind: fail closed, a counted agent failure."""
+
+
+class SandboxEndedError(AgentError):
+    """The agent's sandbox ended during the run without the harness stopping it (its main
+    process was killed from inside): a counted agent failure, never infra (issue 10)."""
+
+
+class OversizeDiffError(AgentError):
+    """The agent's diff is larger than the collection cap; the message names size and cap."""

@@ -94,6 +94,18 @@ class Tests(_Strict):
     mode: Literal["fresh", "shared"] = Field(
         "fresh", description="fresh: grade in a new sandbox from the diff; shared: in the agent's sandbox."
     )
+    stop: Literal["strict", "keep-services"] = Field(
+        "strict",
+        description="shared mode: how the agent's processes are stopped before grading. strict: every "
+        "process dies; keep-services: only the agent's own process trees (detached services it started "
+        "keep running; grading integrity agent-controlled). See rollouts/grading/stop.py.",
+    )
+    toolchain: Literal["image", "agent"] = Field(
+        "image",
+        description="image: the verifier must run the clean image's toolchain (shared mode: verified "
+        "unchanged, else the run fails); agent: the task needs the agent's own toolchain (grading "
+        "integrity agent-controlled). See rollouts/grading/integrity.py.",
+    )
 
     @field_validator("command")
     @classmethod
