@@ -70,11 +70,12 @@ def cli(ctx: click.Context, data_dir: str) -> None:
     ctx.obj = Store(data_dir)
 
 
-def _load(config: str):
+def _load(config: str, skip_unsupported: bool = False):
     from rollouts.agents import REGISTRY
     from rollouts.config import load_config
 
-    return load_config(config, backend_env=os.environ.get("SANDBOX_BACKEND") or None, agents=tuple(REGISTRY))
+    return load_config(config, backend_env=os.environ.get("SANDBOX_BACKEND") or None, agents=tuple(REGISTRY),
+                       skip_unsupported=skip_unsupported)
 
 
 @cli.command()
@@ -96,15 +97,18 @@ def _load(config: str):
 @click.option("--agent", "agents", multiple=True, metavar="NAME", help="Only entries with this agent (repeatable).")
 @click.option("--model", "models", multiple=True, metavar="NAME", help="Only entries with this model (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Print the runs this would start and exit 0 (starts nothing).")
+@click.option("--skip-unsupported", is_flag=True,
+              help="Run the supported tasks and record the unsupported ones as skipped (else: exit 2).")
 @click.pass_obj
 def run(store, config: str | None, verbose: int, no_eval: bool, resume: bool, latest: bool,
         rollout: str | None, fail_under: float | None, baseline: str | None, as_json: bool,
         parallel: int | None, n_rollouts: int | None, max_tasks: int | None, task_globs: tuple[str, ...],
-        agents: tuple[str, ...], models: tuple[str, ...], dry_run: bool) -> None:
+        agents: tuple[str, ...], models: tuple[str, ...], dry_run: bool, skip_unsupported: bool) -> None:
     """Run every task × rollout of CONFIG (a benchmark TOML) and grade each run.
 
     The quick-run flags (--parallel, --rollouts, --max-tasks, --task, --agent, --model) change this
-    run only and are recorded in the manifest; --dry-run lists the runs and starts nothing."""
+    run only and are recorded in the manifest; --dry-run lists the runs and starts nothing.
+    --skip-unsupported runs a config naming tasks this harness cannot run (else exit 2)."""
     from rollouts.report.summary import render_table, summarize
     from rollouts.runner import Runner
     from rollouts.selection import (
@@ -123,7 +127,7 @@ def run(store, config: str | None, verbose: int, no_eval: bool, resume: bool, la
     manifest = None
     if resume:
         if Path(config).is_file():
-            name = _load(config).name
+            name = _load(config, skip_unsupported).name
         else:
             name = config
         rid = store.resolve(name, rollout, True)
@@ -138,7 +142,9 @@ def run(store, config: str | None, verbose: int, no_eval: bool, resume: bool, la
         sel = selection_from_manifest(manifest)
         if parallel is not None:
             sel = sel.model_copy(update={"parallel": parallel})
-    cfg = apply_selection(_load(config), sel)
+    cfg = apply_selection(_load(config, skip_unsupported), sel)
+    if not cfg.entries:
+        raise ConfigError(f"no runnable task: all {len(cfg.skipped)} task(s) are unsupported", file=config)
     if dry_run:
         print_dry_run(cfg, sel, console if not as_json else None)
         return
@@ -289,13 +295,20 @@ def eval_cmd(store, name: str, latest: bool, rollout: str | None, parallel: int 
 
 @cli.command()
 @click.argument("config", type=click.Path(dir_okay=False))
-def check(config: str) -> None:
-    """Validate CONFIG and every task it names, without running anything."""
-    cfg = _load(config)
+@click.option("--skip-unsupported", is_flag=True, help="Unsupported tasks are listed but do not fail the check.")
+def check(config: str, skip_unsupported: bool) -> None:
+    """Validate CONFIG and every task it names, without running anything (exit 2: invalid or an
+    unsupported task; exit 3: base images missing that cannot be pulled)."""
+    from rollouts.check import check_report
+    from rollouts.sandbox import get_backend
+
+    cfg = _load(config, skip_unsupported=True)
+    backends: dict = {}
     for e in cfg.entries:
-        console.print(f"ok  tasks[{e.index}] {e.task.name:24} agent={e.agent} model={e.model} "
-                      f"rollouts={e.rollouts} timeout={e.agent_timeout_sec:g}s", markup=False)
-    console.print(f"{config}: valid ({len(cfg.entries)} entries, {cfg.total_runs} runs)", markup=False)
+        if e.backend not in backends:
+            backends[e.backend] = get_backend(e.backend)  # no network: checks are static
+        backends[e.backend].check_task(e.task)  # e.g. a Dockerfile Modal cannot build (line named)
+    sys.exit(check_report(cfg, config, skip_unsupported, console.print))
 
 
 @cli.group()
@@ -370,10 +383,26 @@ from rollouts.families.commands import prepare  # noqa: E402
 cli.add_command(prepare)
 
 
+from rollouts.formats.commands import tasks_group  # noqa: E402
 from rollouts.report.commands import compare, report  # noqa: E402
+
+cli.add_command(tasks_group)
 
 cli.add_command(compare)
 cli.add_command(report)
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0 = any free port.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (local by default).")
+@click.option("--allow-remote", is_flag=True, help="Allow a --host reachable from other machines.")
+@click.pass_obj
+def view(store, port: int, host: str, allow_remote: bool) -> None:
+    """Browse rollouts, runs and trajectories in a local web page (read-only)."""
+    from rollouts.view.server import serve
+
+    serve(store.root, host=host, port=port, allow_remote=allow_remote,
+          say=lambda s: console.print(s, markup=False, soft_wrap=True))
 
 
 def main() -> None:

@@ -94,3 +94,11 @@ class SandboxEndedError(AgentError):
 
 class OversizeDiffError(AgentError):
     """The agent's diff is larger than the collection cap; the message names size and cap."""
+
+
+class SandboxCapacityError(SandboxError):
+    """The backend found no capacity for a sandbox after its own bounded wait (Modal's
+    ``Sandbox.create`` waits up to ~21 min). An infrastructure failure; retrying the run at once
+    would wait that long again."""
+
+    error_kind = "infra"

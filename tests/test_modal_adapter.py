@@ -1,364 +1,34 @@
 """The Modal adapter's own logic (``rollouts/sandbox/modal.py``), on an in-process fake of the SDK.
 
-No Modal account is needed. The fake behaves as the SDK 1.6 source documents and is tied to the
-real SDK wherever it can be: every call is bound to the real method's signature (a renamed or
-removed parameter fails here), errors are the real ``modal.exception`` types (the filesystem ones
-as ``sandbox_fs_utils`` raises them), ``stat`` returns real ``modal.types.FileInfo``, secrets are
-real ``modal.Secret.from_dict`` objects, and an exec whose deadline passed returns -1 from
-``wait()`` without raising. Also here: the scale run (500 runs at ``parallel = 200`` through the
+No Modal account is needed. The fake (``tests/modal_fake.py``) behaves as the SDK 1.6 source
+documents and is tied to the real SDK wherever it can be (signatures, exception types, the SDK's
+own file-error translation and Dockerfile parser, an open stdin, streams ending at the exec
+deadline). Also here: the scale run (500 runs at ``parallel = 200`` through the
 real Runner on the fake), which ``bench/bench_modal_scale.py`` runs with Modal-like latencies.
 """
 
 from __future__ import annotations
 
-import inspect
-import io
-import itertools
+import asyncio
 import json
 import os
-import posixpath
-import tarfile
 import threading
 import time
 from collections import defaultdict
 from pathlib import Path
-from types import SimpleNamespace
 
 import modal
 import pytest
 from modal import exception as mexc
-from modal._utils.sandbox_fs_utils import validate_absolute_remote_path
-from modal.sandbox.sandbox import SandboxFilesystem
-from modal.types import FileInfo, FileType
 
-from rollouts.errors import ConfigError, EnvironmentNotReady, SandboxError
+from rollouts.errors import ConfigError, EnvironmentNotReady, SandboxCapacityError, SandboxError
 from rollouts.sandbox import base as sbase
 from rollouts.sandbox import modal as madapter
-from rollouts.sandbox.modal import GET_DIR_SCRIPT, PUT_DIR_SCRIPT, ModalBackend
+from rollouts.sandbox.modal import ModalBackend
+from tests.modal_fake import FakeModal, accepts  # noqa: F401 - accepts: used by test_sandbox_contract
 
 ROOT = Path(__file__).resolve().parents[1]
 HELLO_TASK = ROOT / "data" / "tasks" / "prepared" / "shell_hello_file"
-
-
-# ----------------------------------------------------------------------------------- the fake SDK
-def accepts(real, *args, **kwargs) -> None:
-    """Bind a call to the real SDK method's signature: TypeError if the SDK would not take it."""
-    params = list(inspect.signature(real).parameters)
-    if params and params[0] in ("self", "cls"):
-        args = (None, *args)
-    inspect.signature(real).bind(*args, **kwargs)
-
-
-class FakeProcess:
-    """``ContainerProcess``: iterable stdout/stderr (bytes with text=False; strict UTF-8 with
-    text=True, as ``io_streams.py`` decodes), ``wait()`` = exit code, -1 when the deadline passed."""
-
-    def __init__(self, code: int, out: bytes, err: bytes, text: bool):
-        self._code, self._text = code, text
-        self.stdout = self._chunks(out)
-        self.stderr = self._chunks(err)
-
-    def _chunks(self, data: bytes) -> list:
-        parts = [data[i : i + 64 * 1024] for i in range(0, len(data), 64 * 1024)]
-        return [p.decode("utf-8") for p in parts] if self._text else parts
-
-    def wait(self) -> int:
-        return self._code
-
-
-class FakeFilesystem:
-    """``sandbox.filesystem`` over the fake sandbox's in-memory files (real errors and FileInfo)."""
-
-    def __init__(self, sb: FakeSandbox):
-        self.sb = sb
-
-    def _op(self, name: str, *args, **kwargs):
-        accepts(getattr(SandboxFilesystem, name), *args, **kwargs)
-        self.sb.fake.step(f"fs.{name}", self.sb.fake.latency["fs"])
-        self.sb.check()
-
-    def write_bytes(self, data, remote_path):
-        self._op("write_bytes", data, remote_path)
-        validate_absolute_remote_path(remote_path, "write_bytes")
-        if remote_path in self.sb.dirs:
-            raise mexc.SandboxFilesystemIsADirectoryError(f"Is a directory: {remote_path}")
-        self.sb.write(remote_path, bytes(data))
-
-    def read_bytes(self, remote_path):
-        self._op("read_bytes", remote_path)
-        return self.sb.read(remote_path)
-
-    def stat(self, remote_path):
-        self._op("stat", remote_path)
-        is_dir = remote_path in self.sb.dirs
-        if not is_dir and remote_path not in self.sb.files:
-            raise mexc.SandboxFilesystemNotFoundError(f"No such file or directory: {remote_path}")
-        size = 4096 if is_dir else len(self.sb.files[remote_path])
-        return FileInfo(
-            name=posixpath.basename(remote_path), path=remote_path,
-            type=FileType.DIRECTORY if is_dir else FileType.FILE, size=size,
-            mode=self.sb.modes.get(remote_path, 0o644), permissions="", owner="root", group="root",
-            modified_time=time.time(), symlink_target=None,
-        )  # fmt: skip
-
-    def copy_from_local(self, local_path, remote_path):
-        self._op("copy_from_local", local_path, remote_path)
-        self.sb.write(remote_path, Path(local_path).read_bytes())
-
-    def copy_to_local(self, remote_path, local_path):
-        self._op("copy_to_local", remote_path, local_path)
-        Path(local_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(local_path).write_bytes(self.sb.read(remote_path))
-
-    def remove(self, remote_path, *, recursive=False):
-        self._op("remove", remote_path, recursive=recursive)
-        if self.sb.files.pop(remote_path, None) is None:
-            raise mexc.SandboxFilesystemNotFoundError(f"No such file or directory: {remote_path}")
-
-
-class FakeSandbox:
-    """A running Modal Sandbox: in-memory files, tags, exec through the fake's handler."""
-
-    def __init__(self, fake: FakeModal, sid: str, args: tuple, kwargs: dict):
-        self.fake, self.object_id, self.args, self.kwargs = fake, sid, args, kwargs
-        self.tags = dict(kwargs.get("tags") or {})
-        self.app_id = kwargs["app"].app_id
-        self.env = dict(kwargs.get("env") or {})
-        for s in kwargs.get("secrets") or []:
-            self.env.update(fake.secret_env[id(s)])
-        self.files: dict[str, bytes] = {}
-        self.modes: dict[str, int] = {}
-        self.dirs = {"/", "/tmp"}
-        self.running, self.attached = True, True
-        self.terminate_calls = 0
-        self.filesystem = FakeFilesystem(self)
-
-    # -- state
-    def check(self) -> None:
-        if not self.attached:
-            raise mexc.ClientClosed("Unable to perform operation on a detached sandbox")
-        if not self.running:
-            raise mexc.ConflictError("Sandbox already finished")
-
-    def write(self, path: str, data: bytes) -> None:
-        parent = posixpath.dirname(path)
-        while parent not in self.dirs:  # write_bytes creates parents
-            self.dirs.add(parent)
-            parent = posixpath.dirname(parent)
-        self.files[path] = data
-
-    def read(self, path: str) -> bytes:
-        if path in self.dirs:
-            raise mexc.SandboxFilesystemIsADirectoryError(f"Is a directory: {path}")
-        if path not in self.files:
-            raise mexc.SandboxFilesystemNotFoundError(f"No such file or directory: {path}")
-        return self.files[path]
-
-    # -- SDK surface
-    def exec(self, *args, **kwargs):
-        accepts(modal.Sandbox.exec, *args, **kwargs)
-        self.fake.record("exec", args, kwargs)
-        self.fake.step("exec", self.fake.latency["exec"])
-        self.check()
-        argv, limit, user = list(args), None, None
-        if argv[:2] == ["timeout", "-k"]:
-            limit, argv = float(argv[3]), argv[4:]
-        if argv[:2] == ["runuser", "-u"]:
-            user, argv = argv[2], argv[4:]
-        self.last_limit = limit
-        code, out, err = self._run(argv, kwargs, user)  # code -1: Modal's exec deadline passed
-        return FakeProcess(code, out, err, kwargs.get("text", True))
-
-    def _run(self, argv: list[str], kwargs: dict, user: str | None):
-        if argv[:3] == ["bash", "-c", PUT_DIR_SCRIPT]:
-            dest, tar_path = argv[4], argv[5]
-            with tarfile.open(fileobj=io.BytesIO(self.files.pop(tar_path))) as tar:
-                for m in tar:
-                    p = posixpath.normpath(posixpath.join(dest, m.name))
-                    if m.isdir():
-                        self.write(p + "/.", b"")
-                        self.files.pop(p + "/.")
-                        self.dirs.add(p)
-                    else:
-                        self.write(p, tar.extractfile(m).read())
-                        self.modes[p] = m.mode
-            self.dirs.add(dest)
-            return 0, b"", b""
-        if argv[:3] == ["bash", "-c", GET_DIR_SCRIPT]:
-            src, tar_path = argv[4].rstrip("/") or "/", argv[5]
-            if src not in self.dirs:
-                return 44, b"", b""
-            buf = io.BytesIO()
-            with tarfile.open(fileobj=buf, mode="w") as tar:
-                for p in sorted(self.dirs | set(self.files)):
-                    if p.startswith(src + "/"):
-                        ti = tarfile.TarInfo("./" + p[len(src) + 1 :])
-                        if p in self.dirs:
-                            ti.type = tarfile.DIRTYPE
-                            tar.addfile(ti)
-                        else:
-                            ti.size, ti.mode = len(self.files[p]), self.modes.get(p, 0o644)
-                            tar.addfile(ti, io.BytesIO(self.files[p]))
-            self.files[tar_path] = buf.getvalue()
-            return 0, f"{len(buf.getvalue())}\n".encode(), b""
-        if argv[0] == "chmod":
-            self.modes[argv[2]] = int(argv[1], 8)
-            return 0, b"", b""
-        if argv[:1] == ["bash"] and len(argv) == 2 and argv[1] in self.files:  # a script file
-            argv = ["bash", "-c", self.files[argv[1]].decode()]
-        env = {**self.env, **(kwargs.get("env") or {})}
-        for s in kwargs.get("secrets") or []:
-            env.update(self.fake.secret_env[id(s)])
-        return self.fake.handler(self, argv, kwargs.get("workdir"), env, user)
-
-    def terminate(self, *, wait=False):
-        accepts(modal.Sandbox.terminate, wait=wait)
-        self.terminate_calls += 1
-        self.fake.step("terminate", self.fake.latency["terminate"])
-        if not self.attached:
-            raise mexc.ClientClosed("Unable to perform operation on a detached sandbox")
-        self.running = False
-
-    def detach(self):
-        self.attached = False
-
-    def get_tags(self):
-        self.fake.step("get_tags", 0)
-        return dict(self.tags)
-
-
-class FakeHandle:
-    """What ``Sandbox.from_id`` returns: a new attached handle on an existing sandbox."""
-
-    def __init__(self, sb: FakeSandbox):
-        self.sb, self.object_id, self.attached = sb, sb.object_id, True
-
-    def terminate(self, *, wait=False):
-        accepts(modal.Sandbox.terminate, wait=wait)
-        self.sb.fake.step("terminate", self.sb.fake.latency["terminate"])
-        self.sb.running = False  # a no-op when it already finished
-
-    def detach(self):
-        self.attached = False
-
-
-class FakeImage:
-    """``modal.Image``: lazy until ``build(app)`` gives it an id (counted in ``fake.builds``)."""
-
-    def __init__(self, fake: FakeModal, recipe: tuple, object_id: str | None = None):
-        self.fake, self.recipe, self.object_id = fake, recipe, object_id
-
-    def dockerfile_commands(self, *cmds, **kwargs):
-        accepts(modal.Image.dockerfile_commands, *cmds, **kwargs)
-        return FakeImage(self.fake, ("commands", self, cmds, kwargs))
-
-    def build(self, app=None):
-        accepts(modal.Image.build, app)
-        self.fake.step("build", self.fake.latency["build"])
-        with self.fake.lock:
-            self.fake.builds.append(self.recipe)
-            self.object_id = self.object_id or f"im-{next(self.fake.ids)}"
-        return self
-
-
-def default_handler(sb, argv, cwd, env, user):
-    """Every command succeeds silently."""
-    return 0, b"", b""
-
-
-class FakeModal:
-    """Stands in for the ``modal`` module: App, Sandbox, Image, Secret, and the real ``exception``.
-
-    ``handler(sandbox, argv, workdir, env, user) -> (code, stdout, stderr)`` runs the
-    commands that are not the adapter's own helpers. ``fail[op]`` holds exceptions raised (one per
-    call) before ``op`` succeeds; ``latency`` seconds per call imitate Modal round trips.
-    """
-
-    exception = mexc
-
-    def __init__(self, handler=default_handler, latency: dict | None = None, record: bool = True):
-        self.handler, self.record_calls = handler, record
-        self.latency = {
-            "create": 0.0,
-            "exec": 0.0,
-            "fs": 0.0,
-            "terminate": 0.0,
-            "build": 0.0,
-            **(latency or {}),
-        }
-        self.sandboxes: dict[str, FakeSandbox] = {}
-        self.calls: list[tuple[str, tuple, dict]] = []
-        self.counts: dict[str, int] = defaultdict(int)
-        self.fail: dict[str, list[BaseException]] = defaultdict(list)
-        self.secret_env: dict[int, dict] = {}
-        self.builds: list = []
-        self.lock = threading.Lock()
-        self.ids = itertools.count(1)
-        self.app = SimpleNamespace(app_id="ap-fake", name=None)
-        self.App = SimpleNamespace(lookup=self._lookup)
-        self.Sandbox = SimpleNamespace(create=self._create, list=self._list, from_id=self._from_id)
-        self.Image = SimpleNamespace(from_dockerfile=self._from_dockerfile, from_id=self._image_from_id)
-        self.Secret = SimpleNamespace(from_dict=self._secret)
-
-    def record(self, op: str, args: tuple, kwargs: dict) -> None:
-        if self.record_calls:
-            with self.lock:
-                self.calls.append((op, args, kwargs))
-
-    def step(self, op: str, latency: float) -> None:
-        with self.lock:
-            self.counts[op] += 1
-            exc = self.fail[op].pop(0) if self.fail[op] else None
-        if latency:
-            time.sleep(latency)
-        if exc is not None:
-            raise exc
-
-    def running(self) -> list[FakeSandbox]:
-        return [s for s in list(self.sandboxes.values()) if s.running]
-
-    def _lookup(self, name, **kwargs):
-        accepts(modal.App.lookup, name, **kwargs)
-        self.step("lookup", 0)
-        self.app.name = name
-        return self.app
-
-    def _create(self, *args, **kwargs):
-        accepts(modal.Sandbox.create, *args, **kwargs)
-        self.record("create", args, kwargs)
-        self.step("create", self.latency["create"])
-        with self.lock:
-            sb = FakeSandbox(self, f"sb-{next(self.ids)}", args, kwargs)
-            self.sandboxes[sb.object_id] = sb
-        return sb
-
-    def _list(self, **kwargs):
-        accepts(modal.Sandbox.list, **kwargs)
-        self.step("list", 0)
-        want = kwargs.get("tags") or {}
-        for sb in self.running():
-            if sb.app_id == kwargs.get("app_id") and all(sb.tags.get(k) == v for k, v in want.items()):
-                yield sb
-
-    def _from_id(self, sandbox_id, **kwargs):
-        accepts(modal.Sandbox.from_id, sandbox_id, **kwargs)
-        self.step("from_id", 0)
-        if sandbox_id not in self.sandboxes:
-            raise mexc.NotFoundError(f"Sandbox {sandbox_id} not found")
-        return FakeHandle(self.sandboxes[sandbox_id])
-
-    def _from_dockerfile(self, path, **kwargs):
-        accepts(modal.Image.from_dockerfile, path, **kwargs)
-        return FakeImage(self, ("dockerfile", Path(path).read_text(), kwargs))
-
-    def _image_from_id(self, image_id, **kwargs):
-        accepts(modal.Image.from_id, image_id, **kwargs)
-        return FakeImage(self, ("id", image_id), object_id=image_id)
-
-    def _secret(self, env_dict):
-        secret = modal.Secret.from_dict(env_dict)  # the real one: validates keys and values
-        self.secret_env[id(secret)] = dict(env_dict)
-        return secret
 
 
 def make_backend(fake: FakeModal, **kwargs) -> ModalBackend:
@@ -452,8 +122,11 @@ def test_exec_results_exit_codes_and_timeout_mapping():
 
     def handler(sb, argv, cwd, env, user):
         if argv[-1] == "slow":  # killed by the in-sandbox `timeout` at the limit: exit 124
-            time.sleep(sb.last_limit)
-            return 124, b"", b""
+            async def slow():
+                await asyncio.sleep(sb.last_limit)
+                return 124, b"", b""
+
+            return slow()
         return outcomes[argv[-1]]
 
     fake = FakeModal(handler=handler)
@@ -463,7 +136,9 @@ def test_exec_results_exit_codes_and_timeout_mapping():
     assert (r.exit_code, r.stdout, r.stderr, r.timed_out, r.ok) == (0, "out\n", "err\n", False, True)
     r = sb.exec("fail")
     assert (r.exit_code, r.stderr, r.ok, r.timed_out) == (3, "boom\n", False, False)
-    r = sb.exec("hang", timeout=5)  # Modal's exec deadline passed: wait() == -1, nothing raised
+    fake.deadline_scale = 0.05  # Modal's exec deadline (timeout + 7 s) passes 20x sooner
+    r = sb.exec("hang", timeout=5)  # Modal's exec deadline passed: streams end, wait() == -1
+    fake.deadline_scale = 1.0
     assert r.timed_out and r.exit_code == -1 and r.stdout == "partial" and not r.ok
     r = sb.exec("quick124", timeout=30)  # a command's own exit 124 long before the timeout
     assert r.exit_code == 124 and not r.timed_out
@@ -507,6 +182,103 @@ def test_argv_over_64k_goes_through_a_file(fake):
     sb.exec(["printf", "%s", "b" * 70_000], timeout=20)
     assert seen["argv"][2].startswith("exec printf %s bbbb")
     sb.stop()
+
+
+def test_stdin_is_closed_after_every_exec(fake):
+    """Modal leaves an exec's stdin open until write_eof + drain: a command reading stdin would
+    hang until its deadline. The adapter closes it, so `cat` ends at once as on Docker."""
+    fake.handler = lambda sb, argv, cwd, env, user: (0, b"eof seen\n", b"", True)  # reads stdin to EOF
+    sb = make_backend(fake).create(spec())
+    sb.start()
+    t0 = time.monotonic()
+    r = sb.exec("cat", timeout=30)
+    assert r.ok and r.stdout == "eof seen\n" and time.monotonic() - t0 < 5
+    sb.stop()
+
+
+def test_the_fake_keeps_stdin_open_and_ends_streams_at_the_deadline(fake):
+    """What the adapter guards against, shown on the fake: without EOF a stdin reader runs until
+    Modal's exec deadline, then the streams end with what was written and wait() returns -1."""
+    fake.handler = lambda sb, argv, cwd, env, user: (0, b"never", b"", True)
+    backend = make_backend(fake)
+    sb = backend.create(spec())
+    sb.start()
+
+    async def raw():
+        proc = await sb.sb.exec.aio("cat", timeout=1, text=False)
+        out = [c async for c in proc.stdout]
+        return out, await proc.wait.aio()
+
+    from rollouts.sandbox import aioloop
+
+    t0 = time.monotonic()
+    assert aioloop.run(raw()) == ([], -1) and 0.9 < time.monotonic() - t0 < 5
+    sb.stop()
+
+
+def test_streams_and_exit_code_at_the_exec_deadline(fake):
+    fake.handler = lambda sb, argv, cwd, env, user: (-1, b"partial out", b"partial err", False)
+    fake.deadline_scale = 0.02
+    sb = make_backend(fake).create(spec())
+    sb.start()
+    r = sb.exec("hang", timeout=10)
+    assert (r.exit_code, r.timed_out, r.stdout, r.stderr) == (-1, True, "partial out", "partial err")
+    sb.stop()
+
+
+def test_transport_errors_grpc_stream_terminated_and_value_error(fake, started):
+    from grpclib.exceptions import StreamTerminatedError
+
+    fake.fail["exec"].append(StreamTerminatedError("Connection lost"))
+    with pytest.raises(SandboxError, match="StreamTerminatedError"):
+        started.exec("true")
+    fake.fail["exec"].append(ValueError("Received empty message streaming stdio from sandbox."))
+    with pytest.raises(SandboxError, match="ValueError"):
+        started.exec("true")
+    fake.fail["fs.read_bytes"].append(StreamTerminatedError("Connection lost"))  # file calls: retried
+    started.put_file("/f", b"ok")
+    assert started.get_file("/f") == b"ok" and fake.counts["fs.read_bytes"] == 2
+
+
+def test_file_call_blips_are_retried_and_a_gone_sandbox_is_not(fake, started):
+    """The SDK turns ServiceError/ConnectionError/NotFoundError of a file call into
+    NotFoundError("Sandbox is unavailable") (sandbox_fs_utils.translate_exec_errors): retried while
+    poll() says the sandbox runs; reported as gone, without retries, once it finished."""
+    fake.fail["fs.write_bytes"] += [mexc.ServiceError("unavailable"), mexc.ConnectionError("reset"),
+                                    mexc.NotFoundError("task")]  # fmt: skip
+    started.put_file("/f", b"x")
+    assert fake.counts["fs.write_bytes"] == 4
+    fake.fail["fs.write_bytes"] += [mexc.ServiceError("unavailable")] * 10
+    with pytest.raises(SandboxError, match="unavailable although it runs"):
+        started.put_file("/g", b"y")
+    fake.fail["fs.write_bytes"].clear()
+    started.sb.running = False
+    n = fake.counts["fs.write_bytes"]
+    with pytest.raises(SandboxError, match="gone"):
+        started.put_file("/h", b"z")
+    assert fake.counts["fs.write_bytes"] == n + 1
+
+
+def test_capacity_wait_is_not_multiplied_by_retries(fake):
+    """Sandbox.create waits for capacity itself (21 min in the SDK) before ResourceExhaustedError:
+    not retried (SandboxCapacityError); a quick rate-limit ResourceExhaustedError is."""
+    fake.no_capacity, fake.capacity_wait = True, 0.2
+    with pytest.raises(SandboxCapacityError, match="no capacity"):
+        make_backend(fake).create(spec()).start()
+    assert fake.counts["create"] == 1
+    fake.no_capacity = False
+    fake.fail["create"] += [mexc.ResourceExhaustedError("rate limit")] * 2
+    sb = make_backend(fake).create(spec())
+    sb.start()
+    assert fake.counts["create"] == 4
+    sb.stop()
+    fake.fail["create"] += [mexc.ResourceExhaustedError("rate limit")] * 10
+    t0 = time.monotonic()
+    with pytest.raises(SandboxError):  # the total budget bounds the retries
+        ModalBackend(sdk=fake, retries=100, retry_initial=0.1, retry_max=0.1, capacity_wait_sec=0.3).create(
+            spec()
+        ).start()
+    assert time.monotonic() - t0 < 5
 
 
 # ----------------------------------------------------------------------------------- files
@@ -562,6 +334,9 @@ def test_filesystem_errors_become_ours(fake, started, exc):
     covered): NotFound -> FileNotFoundError, everything else -> SandboxError."""
     started.put_file("/f", b"x")
     fake.fail["fs.stat"].append(exc(f"{exc.__name__}: /f"))
+    if exc is mexc.SandboxFilesystemError:  # "An unexpected error occurred": retried, then fine
+        assert started.get_file("/f") == b"x"
+        return
     expected = FileNotFoundError if exc is mexc.SandboxFilesystemNotFoundError else SandboxError
     with pytest.raises(expected) as info:
         started.get_file("/f")
@@ -631,8 +406,9 @@ def test_exec_on_a_sandbox_that_is_gone(fake, started):
     started.sb.running = False  # its lifetime ended on Modal's side
     with pytest.raises(SandboxError, match="ConflictError"):
         started.exec("true")
-    with pytest.raises(SandboxError):
+    with pytest.raises(SandboxError, match="gone.*unavailable"):  # poll() says finished: not retried
         started.put_file("/x", b"")
+    assert fake.counts["fs.write_bytes"] == 1
 
 
 @pytest.fixture
@@ -697,7 +473,7 @@ def test_list_leftovers_and_remove_by_tags(fake):
         sb = backend.create(sbase.SandboxSpec(image="im-base", labels=labels_for(rid, run)))
         sb.start()
         sbs.append(sb)
-    stray = fake._create("sleep", "infinity", app=fake.app, tags={"other": "tool"})  # not ours
+    stray = fake.Sandbox.create("sleep", "infinity", app=fake.app, tags={"other": "tool"})  # not ours
     assert {x["id"] for x in backend.list_leftovers()} == {s.id for s in sbs}
     found = backend.list_leftovers("rA")
     assert sorted(x["labels"][sbase.LABEL_RUN] for x in found) == ["rA-0", "rA-1"]
@@ -748,7 +524,10 @@ def test_task_images_build_once_per_digest_even_in_parallel(fake, tmp_path):
     assert len(set(refs)) == 1 and len(fake.builds) == 2  # the base image, then the task image
     base_recipe, task_recipe = fake.builds
     assert base_recipe[0] == "dockerfile" and base_recipe[1] == (ROOT / "docker/base/Dockerfile").read_text()
-    assert "FROM debian:bookworm-slim" in base_recipe[1]  # the same recipe as the local base image
+    assert "FROM debian:${DEBIAN_SUITE}-slim" in base_recipe[1]  # the same recipe as the local base image
+    from rollouts.images import _host_suite
+
+    assert base_recipe[2]["build_args"] == {"DEBIAN_SUITE": _host_suite()}  # and the same Debian release
     kind, parent, cmds, kw = task_recipe
     assert kind == "commands" and parent.recipe is base_recipe
     assert list(cmds) == ["ARG V=1", "COPY data.txt /d", "RUN echo $V"]
@@ -766,6 +545,51 @@ def test_task_images_build_once_per_digest_even_in_parallel(fake, tmp_path):
 def test_task_dockerfile_off_convention_is_a_config_error(text):
     with pytest.raises(ConfigError):
         madapter.task_dockerfile_commands(text, "Dockerfile")
+
+
+HEAD = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "why"),
+    [
+        ("RUN true\nADD data.txt /d\n", 4, "ADD data.txt"),
+        ("ADD --chown=1:1 \\\n  data.txt /d\n", 3, "ADD data.txt"),
+        ("ARG F=data.txt\nCOPY ${F} /d\n", 4, "variables are not supported"),
+        ("COPY --parents data.txt /d\n", 3, "special flags"),
+        ("COPY ../outside /d\n", 3, "outside the build context"),
+    ],
+)
+def test_dockerfile_features_modal_cannot_build_are_rejected_with_the_line(tmp_path, body, line, why):
+    """Checked with the SDK's own parser (extract_copy_command_patterns) before any run."""
+    task = make_task(tmp_path / "t", HEAD + body)
+    with pytest.raises(ConfigError, match=f"Dockerfile: line {line}: .*{why}") as info:
+        ModalBackend(sdk=FakeModal()).check_task(task)
+    assert info.value.exit_code == 2
+
+
+def test_escape_directive_is_rejected_and_what_modal_can_build_passes(tmp_path):
+    task = make_task(tmp_path / "e", "# escape=`\n" + HEAD + "RUN echo a `\n  b\n")
+    with pytest.raises(ConfigError, match="line 1: the parser directive '# escape=`'"):
+        ModalBackend(sdk=FakeModal()).check_task(task)
+    ok = HEAD + "ADD https://example.com/x.tgz /x\nCOPY --chmod=755 data.txt /d\nCOPY --from=alpine:3 /bin/sh /sh\n"
+    fine = make_task(tmp_path / "ok", "# syntax=docker/dockerfile:1\n" + ok)
+    fake = FakeModal()
+    backend = make_backend(fake)
+    backend.check_task(fine)
+    assert backend.task_image(fine).startswith("im-")
+    ModalBackend(sdk=fake).check_task(make_task(tmp_path / "none", None))  # no Dockerfile: nothing to check
+
+
+def test_without_the_check_modal_fails_the_build(tmp_path):
+    """What the check prevents, on the fake (which builds as Modal does): the local ADD source is
+    not uploaded, so the build fails, and a ${VAR} COPY source fails in the SDK's parser."""
+    fake = FakeModal()
+    base = fake.Image.from_id("im-base")
+    with pytest.raises(mexc.ImageBuildError):
+        base.dockerfile_commands("ADD data.txt /d").build(fake.app)
+    with pytest.raises(mexc.InvalidError, match="variables"):
+        base.dockerfile_commands("COPY ${F} /d").build(fake.app)
 
 
 def test_registry_selects_the_modal_backend():
@@ -885,3 +709,21 @@ def test_scale_500_runs_at_parallel_200(tmp_path):
     # file handles are transient (in-flight transfers, log appends): bounded by the runs in
     # progress (200), not by the 500 runs of the rollout
     assert out["peak_fds"] - out["start_fds"] < 200
+
+
+def test_check_command_rejects_what_modal_cannot_build(tmp_path):
+    """`check` on a config with backend = "modal": exit 2, the Dockerfile and its line named; the
+    same task passes on Docker (which builds ADD of a local file)."""
+    import subprocess
+    import sys
+
+    make_task(tmp_path / "t", HEAD + "RUN true\nADD data.txt /d\n")
+    for backend, rc in (("modal", 2), ("docker", 0)):
+        cfg = tmp_path / f"{backend}.toml"
+        cfg.write_text(f'name = "x"\nbackend = "{backend}"\n[[tasks]]\nprepared_dir = "{tmp_path / "t"}"\nagent = "nop"\n')
+        r = subprocess.run([sys.executable, str(ROOT / "scripts" / "eval_rollouts.py"), "--data-dir",
+                            str(tmp_path / "data"), "check", str(cfg)], capture_output=True, text=True,
+                           env={**os.environ, "SANDBOX_BACKEND": ""}, timeout=60)  # fmt: skip
+        assert r.returncode == rc, r.stdout + r.stderr
+        if rc:
+            assert "environment/Dockerfile: line 4: 'ADD data.txt' copies a local file" in r.stderr.replace("\n", "")

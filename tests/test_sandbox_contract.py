@@ -3,8 +3,11 @@
 Parametrized over:
 - ``docker``: the Docker backend on the real engine (base image built locally, ~90 s the first time);
 - ``modal-on-docker``: the Modal adapter (``rollouts/sandbox/modal.py``) on a stand-in SDK whose
-  Sandboxes are real Docker containers, so its in-sandbox commands (tar helpers, ``runuser``,
-  long commands through a file, ``timeout -k``) run for real on the same base image;
+  Sandboxes are real Docker containers (``tests/modal_on_docker.py``: stdin open until EOF as on
+  Modal), so its in-sandbox commands (tar helpers, ``runuser``, long commands through a file,
+  ``timeout -k``) run for real on the same base image;
+- ``modal-dumb-init``: the same, with Modal's process layout: ``dumb-init`` as PID 1 and the
+  sandbox command wrapped in ``sh -c``;
 - ``modal``: the Modal adapter on real Modal, only when ``MODAL_TOKEN_ID`` is set (skipped with
   the reason shown otherwise).
 Every sandbox a test creates is stopped at its end, and the test checks none of its rollout is left.
@@ -12,182 +15,23 @@ Every sandbox a test creates is stopped at its end, and the test checks none of 
 
 from __future__ import annotations
 
-import io
 import os
-import posixpath
-import tarfile
+import shutil
 import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
-import docker.errors
-import modal
 import pytest
-from modal import exception as mexc
-from modal.sandbox.sandbox import SandboxFilesystem
-from modal.types import FileInfo, FileType
 
 from rollouts.errors import SandboxError
 from rollouts.lifecycle import labels_for
 from rollouts.sandbox.base import LABEL_ROLLOUT, LABEL_RUN, LABEL_TOOL, SandboxSpec
 from rollouts.sandbox.docker import DockerBackend
 from rollouts.sandbox.modal import ModalBackend
-from tests.test_modal_adapter import FakeProcess, accepts
+from tests.modal_on_docker import DockerModal
 
 MIB = 1024 * 1024
-
-
-# ------------------------------------------------------------------ Modal SDK stand-in on Docker
-class DockerModalSandbox:
-    """A Modal ``Sandbox`` handle backed by one Docker container (same SDK surface as the fake in
-    test_modal_adapter.py: exec -> ContainerProcess, filesystem.*, terminate, detach, get_tags)."""
-
-    def __init__(self, sdk: DockerModal, container):
-        self.sdk, self.c, self.object_id = sdk, container, container.id
-        self.filesystem = DockerModalFilesystem(self)
-
-    def _api(self, fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except docker.errors.NotFound:
-            raise mexc.ConflictError("Sandbox already finished") from None
-
-    def exec(self, *args, **kwargs):
-        accepts(modal.Sandbox.exec, *args, **kwargs)
-        env = dict(kwargs.get("env") or {})
-        for s in kwargs.get("secrets") or []:
-            env.update(self.sdk.secret_env[id(s)])
-        api = self.sdk.client.api
-        ex = self._api(api.exec_create, self.c.id, list(args), workdir=kwargs.get("workdir"), environment=env)
-        t0, out, err = time.monotonic(), bytearray(), bytearray()
-        for o, e in self._api(api.exec_start, ex["Id"], stream=True, demux=True):
-            out += o or b""
-            err += e or b""
-        code = self._api(api.exec_inspect, ex["Id"])["ExitCode"]
-        if kwargs.get("timeout") and time.monotonic() - t0 > kwargs["timeout"]:
-            code = -1  # the SDK's wait() once the exec deadline passed
-        return FakeProcess(code, bytes(out), bytes(err), kwargs.get("text", True))
-
-    def sh(self, *argv: str) -> tuple[int, bytes]:
-        p = self.exec(*argv, text=False)
-        return p.wait(), b"".join(p.stdout) + b"".join(p.stderr)
-
-    def terminate(self, *, wait=False):
-        accepts(modal.Sandbox.terminate, wait=wait)
-        try:
-            self.c.remove(force=True)
-        except docker.errors.NotFound:
-            pass
-
-    def detach(self):
-        pass
-
-    def get_tags(self):
-        return {k: v for k, v in (self.c.labels or {}).items() if k != "rollouts.fake"}
-
-
-class DockerModalFilesystem:
-    """``sandbox.filesystem`` on a container, raising the SDK's SandboxFilesystem*Error types."""
-
-    def __init__(self, sb: DockerModalSandbox):
-        self.sb = sb
-
-    def write_bytes(self, data, remote_path):
-        accepts(SandboxFilesystem.write_bytes, data, remote_path)
-        parent, name = posixpath.split(remote_path)
-        if self.sb.sh("test", "-d", remote_path)[0] == 0:
-            raise mexc.SandboxFilesystemIsADirectoryError(f"Is a directory: {remote_path}")
-        if self.sb.sh("mkdir", "-p", parent)[0] != 0:
-            raise mexc.SandboxFilesystemNotADirectoryError(f"Not a directory: {remote_path}")
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            ti = tarfile.TarInfo(name)
-            ti.size, ti.mode = len(data), 0o644
-            tar.addfile(ti, io.BytesIO(bytes(data)))
-        self.sb._api(self.sb.c.put_archive, parent, buf.getvalue())
-
-    def read_bytes(self, remote_path):
-        accepts(SandboxFilesystem.read_bytes, remote_path)
-        code, _ = self.sb.sh("test", "-d", remote_path)
-        if code == 0:
-            raise mexc.SandboxFilesystemIsADirectoryError(f"Is a directory: {remote_path}")
-        try:
-            stream, _ = self.sb.c.get_archive(remote_path)
-        except docker.errors.NotFound:
-            raise mexc.SandboxFilesystemNotFoundError(f"No such file or directory: {remote_path}") from None
-        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-            return tar.extractfile(tar.next()).read()
-
-    def stat(self, remote_path):
-        accepts(SandboxFilesystem.stat, remote_path)
-        code, out = self.sb.sh("stat", "-c", "%s|%F|%a", remote_path)
-        if code != 0:
-            raise mexc.SandboxFilesystemNotFoundError(f"No such file or directory: {remote_path}")
-        size, kind, mode = out.decode().strip().split("|")
-        ftype = FileType.DIRECTORY if kind == "directory" else FileType.FILE
-        return FileInfo(name=posixpath.basename(remote_path), path=remote_path, type=ftype, size=int(size),
-                        mode=int(mode, 8), permissions=mode, owner="root", group="root", modified_time=0.0,
-                        symlink_target=None)  # fmt: skip
-
-    def copy_from_local(self, local_path, remote_path):
-        accepts(SandboxFilesystem.copy_from_local, local_path, remote_path)
-        self.write_bytes(Path(local_path).read_bytes(), remote_path)
-
-    def copy_to_local(self, remote_path, local_path):
-        accepts(SandboxFilesystem.copy_to_local, remote_path, local_path)
-        Path(local_path).write_bytes(self.read_bytes(remote_path))
-
-    def remove(self, remote_path, *, recursive=False):
-        accepts(SandboxFilesystem.remove, remote_path, recursive=recursive)
-        if self.sb.sh("test", "-e", remote_path)[0] != 0:
-            raise mexc.SandboxFilesystemNotFoundError(f"No such file or directory: {remote_path}")
-        self.sb.sh("rm", "-rf" if recursive else "-f", remote_path)
-
-
-class DockerModal:
-    """A stand-in for the ``modal`` module whose Sandboxes are Docker containers (``Image.from_id``
-    takes a local image reference). Sandbox lifetimes are not enforced; tests stop what they start."""
-
-    exception = mexc
-
-    def __init__(self, client):
-        self.client = client
-        self.secret_env: dict[int, dict] = {}
-        self.App = SimpleNamespace(lookup=lambda name, **kw: SimpleNamespace(app_id="ap-docker", name=name))
-        self.Image = SimpleNamespace(from_id=lambda ref, **kw: SimpleNamespace(object_id=ref))
-        self.Secret = SimpleNamespace(from_dict=self._secret)
-        self.Sandbox = SimpleNamespace(create=self._create, list=self._list, from_id=self._from_id)
-
-    def _secret(self, env_dict):
-        secret = modal.Secret.from_dict(env_dict)
-        self.secret_env[id(secret)] = dict(env_dict)
-        return secret
-
-    def _create(self, *args, **kw):
-        accepts(modal.Sandbox.create, *args, **kw)
-        env = dict(kw.get("env") or {})
-        for s in kw.get("secrets") or []:
-            env.update(self.secret_env[id(s)])
-        c = self.client.containers.run(
-            kw["image"].object_id, command=list(args), detach=True, init=True, environment=env,
-            labels={**kw["tags"], "rollouts.fake": "modal"}, working_dir=kw.get("workdir") or "/",
-            network_mode="none" if kw.get("block_network") else "bridge",
-            nano_cpus=int(kw["cpu"][1] * 1e9), mem_limit=f"{kw['memory'][1]}m",
-        )  # fmt: skip
-        return DockerModalSandbox(self, c)
-
-    def _list(self, **kw):
-        accepts(modal.Sandbox.list, **kw)
-        labels = ["rollouts.fake=modal", *(f"{k}={v}" for k, v in (kw.get("tags") or {}).items())]
-        for c in self.client.containers.list(filters={"label": labels}):
-            yield DockerModalSandbox(self, c)
-
-    def _from_id(self, sandbox_id, **kw):
-        try:
-            return DockerModalSandbox(self, self.client.containers.get(sandbox_id))
-        except docker.errors.NotFound:
-            raise mexc.NotFoundError(f"Sandbox {sandbox_id} not found") from None
 
 
 # ------------------------------------------------------------------ fixtures
@@ -195,6 +39,7 @@ class DockerModal:
     params=[
         pytest.param("docker", marks=pytest.mark.docker),
         pytest.param("modal-on-docker", marks=pytest.mark.docker),
+        pytest.param("modal-dumb-init", marks=pytest.mark.docker),
         "modal",
     ]
 )
@@ -212,10 +57,13 @@ def box(request):
     else:
         client = request.getfixturevalue("docker_client")
         image = request.getfixturevalue("base_image")
+        if kind == "modal-dumb-init" and not shutil.which("dumb-init"):
+            pytest.fail("dumb-init is missing: apt-get install -y dumb-init (scripts/setup.sh does)")
         backend = (
             DockerBackend(client)
             if kind == "docker"
-            else ModalBackend(sdk=DockerModal(client), retry_initial=0.01)
+            else ModalBackend(sdk=DockerModal(client, init="dumb-init" if kind == "modal-dumb-init" else "docker"),
+                              retry_initial=0.01)  # fmt: skip
         )
     rid = f"contract-{uuid.uuid4().hex[:10]}"
     made = []
@@ -257,6 +105,13 @@ def test_start_exec_and_exit_codes(box, sb):
     assert sb.exec("true").ok and sb.exec("false").exit_code == 1
     r = sb.exec(["no-such-program-xyz"])
     assert r.exit_code == 127 and not r.ok
+
+
+def test_stdin_is_at_eof(sb):
+    """A command reading stdin gets EOF at once (Modal keeps it open until the adapter closes it)."""
+    t0 = time.monotonic()
+    r = sb.exec("cat; read -r x || echo eof", timeout=20)
+    assert r.ok and r.stdout == "eof\n" and time.monotonic() - t0 < 10
 
 
 def test_exec_timeout_kills_the_process_tree(sb):
@@ -346,6 +201,23 @@ def test_put_get_dir_round_trip(sb, tmp_path):
     assert os.access(out / "a" / "run.sh", os.X_OK)
     with pytest.raises(FileNotFoundError):
         sb.get_dir("/w/missing", tmp_path / "none")
+
+
+def test_shared_mode_stop_step_keeps_the_sandbox(request, box, sb):
+    """Shared-mode grading stops every process the agent left before the tests go in; the sandbox
+    itself must survive, whatever PID 1 and its children are (Modal: dumb-init, then ``sh -c``)."""
+    from rollouts.lifecycle import KILL_AGENT_PROCESSES
+
+    if box.kind == "modal-dumb-init":
+        request.applymarker(pytest.mark.xfail(strict=True, raises=SandboxError, reason=(
+            "lifecycle.KILL_AGENT_PROCESSES spares 'the oldest child of PID 1' and kills that shell's "
+            "child, ending the sandbox (issue 13); grading's stop.py (the agent's own process group) replaces it")))  # fmt: skip
+    sb.exec("(nohup sleep 1000 >/dev/null 2>&1 &); (setsid sleep 1001 >/dev/null 2>&1 &)", timeout=10)
+    assert "sleep 100" in sb.exec("ps -eo args").stdout
+    r = sb.exec(KILL_AGENT_PROCESSES, timeout=30)
+    assert r.exit_code == 0, r.output
+    assert "sleep 100" not in sb.exec("ps -eo args").stdout
+    assert sb.exec("echo alive").stdout == "alive\n"
 
 
 def test_stop_twice_and_use_after_stop(sb):

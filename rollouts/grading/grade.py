@@ -53,7 +53,7 @@ def start_grading_sandbox(
     on_sandbox: Callable[[Sandbox], None] | None = None,
     extra_lifetime_sec: float = 0.0,
 ) -> Sandbox:
-    """Start a fresh grading sandbox (network off) with the workspace at the base commit.
+    """Start a fresh grading sandbox (network: ``tests.network``, else the task's) with the workspace at the base commit.
 
     It holds nothing of the agent's: the diff and the hidden tests go in later (``grade_fresh``),
     so it may be started while the agent still runs (``extra_lifetime_sec`` = the agent's time
@@ -67,7 +67,7 @@ def start_grading_sandbox(
         cpus=spec_base.cpus,
         memory_mb=spec_base.memory_mb,
         pids=spec_base.pids,
-        network=False,
+        network=task.meta.network if getattr(task.meta.tests, "network", None) is None else task.meta.tests.network,
         lifetime_sec=task.meta.timeouts.verifier_sec + task.meta.timeouts.setup_sec + 120 + extra_lifetime_sec,
     )
     sb = backend.create(spec)

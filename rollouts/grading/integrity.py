@@ -18,7 +18,7 @@ Labels (one per task, recorded on every run, shown by ``check``, ``summarize``, 
   sandbox's processes and list its changed paths (Docker).
 - ``agent-controlled`` — shared mode where the task needs the agent's own toolchain
   (``tests.toolchain = "agent"``) or keeps the services the agent started (``tests.stop =
-  "keep-services"``): the verifier may run programs the agent replaced, and detached agent
+  "agent"``, keep-services): the verifier may run programs the agent replaced, and detached agent
   processes keep running during grading. Its rewards are only as good as the agent is honest.
 """
 
@@ -48,14 +48,14 @@ ENGINE_PATHS = frozenset({"/usr/sbin/docker-init"})
 
 def task_label(meta) -> Label:
     """The integrity label of a task from its ``tb_meta.json`` (``tests.mode``, ``tests.stop``,
-    ``tests.toolchain``; the last two default to ``strict`` / ``image``)."""
+    ``tests.toolchain``; the last two default to ``all`` (strict) / ``image``)."""
     tests = meta.tests
     toolchain = getattr(tests, "toolchain", "image")
     if toolchain == "agent":
         return "agent-controlled"
     if tests.mode == "fresh":
         return "isolated"
-    if getattr(tests, "stop", "strict") == "keep-services":
+    if getattr(tests, "stop", "all") in ("agent", "keep-services"):
         return "agent-controlled"
     return "trusted-toolchain"
 

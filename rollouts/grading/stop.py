@@ -1,6 +1,6 @@
 """Stopping the agent's processes before shared-mode grading, by something they cannot take over.
 
-Two policies (``tests.stop`` in ``tb_meta.json``):
+Two policies (``tests.stop`` in ``tb_meta.json``: ``all`` = strict, ``agent`` = keep-services):
 
 - ``strict`` (default): every process in the sandbox dies — the backend tears the sandbox's
   whole PID namespace down and starts its main process again, keeping the filesystem
@@ -32,6 +32,8 @@ from rollouts.sandbox.base import DEFAULT_OUTPUT_LIMIT, ExecResult, Sandbox
 
 Policy = Literal["strict", "keep-services"]
 POLICIES: tuple[str, ...] = ("strict", "keep-services")
+# tb_meta.json's ``tests.stop`` spelling -> policy
+TASK_STOP = {"all": "strict", "agent": "keep-services", "strict": "strict", "keep-services": "keep-services"}
 
 # bash, run in the sandbox: SIGSTOP then SIGKILL every process whose parent chain ends at an
 # exec session root (parent pid 0, not PID 1) other than our own; repeated until none is left
@@ -99,8 +101,10 @@ def stop_agent(sandbox: Sandbox, policy: Policy = "strict") -> str:
 
     Raises GradingIntegrityError when the policy's guarantee cannot be kept (the backend cannot
     restart the sandbox's processes; the keep-services kill fails, hangs or leaves processes),
-    SandboxError if the transport fails, ValueError for an unknown policy.
+    SandboxError if the transport fails, ValueError for an unknown policy. ``policy`` may be
+    spelled as in ``tests.stop`` (``all``/``agent``).
     """
+    policy = TASK_STOP.get(policy, policy)
     if policy == "strict":
         try:
             sandbox.restart_processes()

@@ -161,7 +161,7 @@ def run_verifier(sandbox: Sandbox, task, workdir: str, env: dict[str, str] | Non
         meta.tests.command,
         timeout=meta.timeouts.verifier_sec,
         cwd=workdir,
-        env={**VERIFIER_ENV, **(env or {})},
+        env={**VERIFIER_ENV, **getattr(meta.tests, "env", {}), **(env or {})},
     )
     log = f"$ {meta.tests.command}\n{r.output}\n(exit {r.exit_code}{', timed out' if r.timed_out else ''}, {r.duration_sec:.2f}s)\n"
     verdict = Verdict(
@@ -173,7 +173,7 @@ def run_verifier(sandbox: Sandbox, task, workdir: str, env: dict[str, str] | Non
         log=log,
     )
     try:
-        _score(sandbox, r, verdict)
+        _score(sandbox, r, verdict, exit_checked=getattr(meta.tests, "exit_code", "checked") == "checked")
     except (RewardFileError, GradingIntegrityError) as e:
         e.log = log
         raise
@@ -213,15 +213,15 @@ class _VerifierOutput:
         self._tmp.cleanup()
 
 
-def _score(sandbox: Sandbox, r: ExecResult, verdict: Verdict) -> None:
+def _score(sandbox: Sandbox, r: ExecResult, verdict: Verdict, exit_checked: bool = True) -> None:
     out = _VerifierOutput(sandbox)
     try:
-        _score_from(out, r, verdict)
+        _score_from(out, r, verdict, exit_checked)
     finally:
         out.close()
 
 
-def _score_from(out: _VerifierOutput, r: ExecResult, verdict: Verdict) -> None:
+def _score_from(out: _VerifierOutput, r: ExecResult, verdict: Verdict, exit_checked: bool = True) -> None:
     integrity = out.read(INTEGRITY_FILE)
     if integrity is not None:
         raise GradingIntegrityError(
@@ -252,7 +252,7 @@ def _score_from(out: _VerifierOutput, r: ExecResult, verdict: Verdict) -> None:
         )
     if not 0.0 <= verdict.reward <= 1.0:
         raise RewardFileError(f"{verdict.source}: reward {verdict.reward} is outside [0, 1]")
-    if r.exit_code != 0 and verdict.reward > 0:
+    if exit_checked and r.exit_code != 0 and verdict.reward > 0:
         raise RewardFileError(
             f"verifier exited with {r.exit_code} but {verdict.source} reports reward {verdict.reward}: "
             "contradictory result treated as an error"

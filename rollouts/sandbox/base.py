@@ -158,6 +158,9 @@ class SandboxBackend(ABC):
     # Start the grading sandbox while the agent runs (cheap idle containers: Docker). Backends
     # that bill sandboxes per second (Modal) leave it off.
     prewarm_grading: bool = False
+    # Sandboxes this backend can keep alive at once (Modal: the workspace quota; Docker: what one
+    # host runs well). The scheduler never exceeds it, whatever ``parallel`` says. None: no limit.
+    live_sandbox_limit: int | None = None
 
     @abstractmethod
     def preflight(self) -> None:
@@ -165,6 +168,10 @@ class SandboxBackend(ABC):
 
     def prepare(self, log=None) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Make the backend ready before any run (e.g. build the base image). Default: nothing."""
+
+    def check_task(self, task) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """ConfigError if this backend cannot run ``task`` (e.g. a Dockerfile it cannot build).
+        Static checks only, no network: ``check`` and the preflight call it for every entry."""
 
     @abstractmethod
     def task_image(self, task, log=None) -> str:

@@ -1,54 +1,53 @@
-"""Modal backend of the sandbox interface (``modal`` SDK >= 1.6, its blocking API).
+"""Modal backend of the sandbox interface (``modal`` SDK >= 1.6.2); its sandboxes are
+:class:`rollouts.sandbox.modal_sandbox.ModalSandbox` (SDK facts relied on: that module's docstring).
 
-One Modal Sandbox per run in the App ``rollouts``: ``sleep infinity``, tagged with the run's labels
-(tool, rollout id, run id, harness pid/host), cpu and memory as request = limit, ``block_network``
-unless the task needs network, ``timeout`` = ``spec.lifetime_sec`` (Modal ends it then: the
-backstop past the run's deadline). SDK facts relied on, read in ``modal/`` 1.6.4:
-
-- ``Sandbox.exec`` has no ``user`` argument and refuses argv over 2**16 characters
-  (``sandbox/_common.py`` ARG_MAX_BYTES): users go through ``runuser``/``setpriv``, longer commands
-  through a script file. When an exec's ``timeout`` passes, ``ContainerProcess.wait()`` returns -1
-  and raises nothing (``container_process.py``); the output streams just end. Commands are still
-  wrapped in ``timeout -k`` so the process tree dies inside the sandbox first.
-- ``text=True`` decodes output strictly as UTF-8 (``io_streams.py``): we read bytes.
-- ``sb.open()`` is gone; ``sb.filesystem`` (``sandbox/_filesystem.py``: write_bytes, read_bytes,
-  stat, copy_from_local, copy_to_local, remove) raises ``SandboxFilesystem*Error``. Directories
-  travel as one tar archive each way.
-- ``Sandbox.list(app_id=, tags=)`` yields running sandboxes only (``include_finished=False``).
-- No token: ``AuthError`` at once (``client.py``); server unreachable: ``ConnectionError`` after
-  about a minute of the SDK's own retries.
+Images: ``docker/base/Dockerfile`` built by Modal with ``DEBIAN_SUITE`` = the host's Debian
+release, the one the local base image is made from (``rollouts/images.py``), so a task sees the
+same distribution on both backends; task images are the task Dockerfile's lines after
+``FROM ${BASE_IMAGE}`` on top (``Image.dockerfile_commands``), checked before any run by
+:meth:`ModalBackend.check_task` (``rollouts/sandbox/modal_dockerfile.py``).
 
 The SDK module is injectable (``ModalBackend(sdk=...)``) so tests run the adapter on fakes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import math
 import os
-import re
-import shutil
-import tarfile
-import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_random,
+)
 
-from rollouts.errors import ConfigError, EnvironmentNotReady, ImageBuildError, SandboxError
-from rollouts.redact import secret_values
-from rollouts.sandbox import base
-from rollouts.sandbox.base import ExecResult, Sandbox, SandboxBackend, SandboxSpec
-from rollouts.sandbox.docker import _Capped
+from rollouts.errors import EnvironmentNotReady, ImageBuildError, SandboxCapacityError, SandboxError
+from rollouts.sandbox import aioloop, base
+from rollouts.sandbox.base import Sandbox, SandboxBackend, SandboxSpec
+from rollouts.sandbox.modal_dockerfile import check_task_dockerfile, modal_dockerfile_commands
+from rollouts.sandbox.modal_sandbox import (  # noqa: F401 - re-exported: the adapter's public names
+    ARGV_LIMIT,
+    DEFAULT_LIFETIME_SEC,
+    EXEC_SLACK_SEC,
+    GET_DIR_SCRIPT,
+    MAX_LIFETIME_SEC,
+    PUT_DIR_SCRIPT,
+    ModalSandbox,
+    as_user,
+    split_env,
+)
 
 APP_NAME = "rollouts"
-ARGV_LIMIT = 60 * 1024  # characters; the SDK refuses more than 2**16 in total
-DEFAULT_LIFETIME_SEC = 3600  # for a spec without lifetime_sec
-MAX_LIFETIME_SEC = 24 * 3600  # Modal's maximum sandbox timeout
-EXEC_SLACK_SEC = base.KILL_GRACE_SEC + 5  # Modal's exec deadline comes after our in-sandbox timeout
+CAPACITY_WAIT_SEC = 25 * 60  # create in total: the SDK's own 21 min capacity wait + rate-limit retries
+DEFAULT_LIVE_SANDBOXES = 1000  # sandboxes alive at once; ROLLOUTS_MODAL_MAX_SANDBOXES = your quota
 BASE_DOCKERFILE = Path(__file__).resolve().parents[2] / "docker" / "base" / "Dockerfile"
 # Retried by us; ConnectionError is not: the SDK raises it only after ~1 min of its own retries.
 TRANSIENT = ("ServiceError", "InternalError", "InternalFailure", "ResourceExhaustedError")
@@ -56,47 +55,20 @@ AUTH_HELP = (
     "set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (a token from https://modal.com/settings/tokens) "
     "or run `modal setup` (writes ~/.modal.toml)"
 )
-# In-sandbox helpers, run as ``bash -c SCRIPT NAME ARG...`` (the test fakes recognise them).
-PUT_DIR_SCRIPT = 'mkdir -p -- "$1" && tar -xf "$2" -C "$1"; rc=$?; rm -f -- "$2"; exit $rc'
-GET_DIR_SCRIPT = 'test -d "$1" || exit 44; tar -cf "$2" -C "$1" . && stat -c %s "$2"'
-_FROM = re.compile(r"^\s*FROM\s+(\S+)", re.I)
+
+try:  # the SDK's transport (a dependency of modal)
+    from grpclib.exceptions import StreamTerminatedError
+except ImportError:  # pragma: no cover - without modal nothing here runs
+    StreamTerminatedError = ConnectionError  # type: ignore[misc,assignment]
 
 
-def as_user(argv: list[str], user: str | None) -> list[str]:
-    """``argv`` run as ``user`` (Modal execs run as root): a name via ``runuser -u`` (HOME and USER
-    set, environment and process group kept, so ``timeout`` still kills the tree), a numeric
-    ``uid[:gid]`` via ``setpriv``."""
-    if not user or user in ("root", "0", "0:0"):
-        return argv
-    uid, _, gid = user.partition(":")
-    if uid.isdigit():
-        return ["setpriv", f"--reuid={uid}", f"--regid={gid or uid}", "--clear-groups", "--", *argv]
-    return ["runuser", "-u", uid, "--", *argv]
-
-
-def split_env(env: dict[str, str] | None) -> tuple[dict[str, str], dict[str, str]]:
-    """(plain, secret) parts of ``env``: a name looks secret as in ``rollouts.redact.secret_values``."""
-    plain: dict[str, str] = {}
-    secret: dict[str, str] = {}
-    for k, v in (env or {}).items():
-        (secret if secret_values({k: v}) else plain)[k] = v
-    return plain, secret
+class _Unavailable(Exception):
+    """A file call got ``NotFoundError("Sandbox is unavailable")`` while ``poll()`` says running."""
 
 
 def task_dockerfile_commands(text: str, where: str) -> list[str]:
-    """The lines of a task Dockerfile after ``FROM ${BASE_IMAGE}`` (global ARGs other than
-    BASE_IMAGE moved after it), to build on the Modal base image. ConfigError for another FROM."""
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        m = _FROM.match(line)
-        if m and m.group(1) in ("${BASE_IMAGE}", "$BASE_IMAGE"):
-            if any(_FROM.match(x) for x in lines[i + 1 :]):
-                raise ConfigError("multi-stage Dockerfiles are not supported on Modal", file=where)
-            args = [x for x in lines[:i] if re.match(r"\s*ARG\s", x, re.I) and "BASE_IMAGE" not in x]
-            return args + lines[i + 1 :]
-        if m:
-            break
-    raise ConfigError("task Dockerfiles must start with 'ARG BASE_IMAGE' + 'FROM ${BASE_IMAGE}'", file=where)
+    """See :func:`rollouts.sandbox.modal_dockerfile.modal_dockerfile_commands`."""
+    return modal_dockerfile_commands(text, where)
 
 
 def has_credentials(env: dict[str, str] | None = None) -> bool:
@@ -108,190 +80,31 @@ def has_credentials(env: dict[str, str] | None = None) -> bool:
     return Path(env.get("MODAL_CONFIG_PATH") or os.path.expanduser("~/.modal.toml")).is_file()
 
 
-class ModalSandbox(Sandbox):
-    """One Modal Sandbox for one run, with the interface's guarantees (``base.py``)."""
-
-    def __init__(self, backend: ModalBackend, spec: SandboxSpec):
-        self.backend, self.spec = backend, spec
-        self.sb: Any = None
-        self._stopped = False
-        self._lock = threading.Lock()
-
-    @property
-    def id(self) -> str | None:
-        return self.sb.object_id if self.sb is not None else None
-
-    def start(self) -> None:
-        """``Sandbox.create`` (retried on transient errors). SandboxError if Modal refuses."""
-        with self._lock:  # a concurrent stop() waits, then terminates what was created
-            if self.sb is not None:
-                return
-            if self._stopped:
-                raise SandboxError("sandbox was stopped before it started")
-            s, b = self.spec, self.backend
-            plain, secret = split_env(s.env)
-            life = DEFAULT_LIFETIME_SEC if s.lifetime_sec is None else math.ceil(s.lifetime_sec)
-            self.sb = b.call(
-                "create sandbox", b.sdk.Sandbox.create, "sleep", "infinity",
-                app=b.app(), image=b.image_for(s.image), name=s.name, tags=dict(s.labels),
-                env=plain or None, secrets=b.secrets_for(secret), workdir="/",
-                timeout=max(10, min(MAX_LIFETIME_SEC, life)), block_network=not s.network,
-                cpu=(s.cpus, s.cpus), memory=(s.memory_mb, s.memory_mb),
-            )  # fmt: skip
-
-    def _need(self) -> Any:
-        if self.sb is None or self._stopped:
-            raise SandboxError("sandbox is not running (stopped or never started)")
-        return self.sb
-
-    def exec(
-        self,
-        cmd: str | list[str],
-        *,
-        timeout: float | None = 60,
-        cwd: str | None = None,
-        env: dict[str, str] | None = None,
-        user: str | None = None,
-        output_limit: int = base.DEFAULT_OUTPUT_LIMIT,
-    ) -> ExecResult:
-        """Run ``cmd`` under ``timeout -k`` in the sandbox. ``timed_out``: killed by that timeout
-        (exit 124/137) or Modal's exec deadline passed (``wait()`` = -1, ``exit_code`` -1).
-        Output is read as bytes, capped per stream. SandboxError on transport failure or a gone sandbox."""
-        sb = self._need()
-        argv = ["bash", "-c", cmd] if isinstance(cmd, str) else list(cmd)
-        script = None
-        if sum(map(len, argv)) > ARGV_LIMIT:  # too long for Modal's exec: run it from a file
-            script = f"/tmp/rollouts-cmd-{uuid.uuid4().hex}.sh"
-            self.put_file(script, (cmd if isinstance(cmd, str) else "exec " + base.shell_join(argv)).encode())
-            argv = ["bash", script]
-        argv = base.wrap_command(as_user(argv, user), timeout)
-        plain, secret = split_env(env)
-        out, err = _Capped(output_limit), _Capped(output_limit)
-        t0 = time.monotonic()
-        try:
-            proc = sb.exec(
-                *argv, workdir=cwd, env=plain or None, secrets=self.backend.secrets_for(secret), text=False,
-                timeout=None if timeout is None else math.ceil(timeout) + EXEC_SLACK_SEC,
-            )  # fmt: skip
-            for chunk in proc.stdout:
-                out.add(chunk)
-            for chunk in proc.stderr:
-                err.add(chunk)
-            code = proc.wait()
-        except (self.backend.sdk.exception.Error, OSError) as e:  # OSError: the transport itself
-            raise self.backend.translate(e, "exec", gone=self._stopped) from None
-        finally:
-            if script and not self._stopped:
-                self._remove_quietly(script)
-        dur = time.monotonic() - t0
-        timed_out = code == -1 or (timeout is not None and code in (124, 137) and dur >= timeout - 0.5)
-        return ExecResult(
-            exit_code=code, stdout=out.text(), stderr=err.text(), timed_out=timed_out, duration_sec=dur,
-            stdout_bytes=out.total, stderr_bytes=err.total, truncated=out.truncated or err.truncated,
-        )  # fmt: skip
-
-    def _fs(self, what: str, method: str, *args, path: str = ""):
-        return self.backend.call(what, getattr(self._need().filesystem, method), *args, path=path)
-
-    def _remove_quietly(self, path: str) -> None:
-        try:
-            self._fs("remove", "remove", path, path=path)
-        except (SandboxError, FileNotFoundError):
-            pass
-
-    def _run(self, argv: list[str], what: str) -> ExecResult:
-        r = self.exec(argv, timeout=300)
-        if r.exit_code != 0 and r.exit_code != 44:
-            raise SandboxError(f"{what} failed (exit {r.exit_code}): {r.output.strip()[-300:]}")
-        return r
-
-    def put_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
-        """``filesystem.write_bytes`` (parents created); one ``chmod`` exec for a mode other than 0644."""
-        self._fs(f"copy into sandbox ({path})", "write_bytes", data, path, path=path)
-        if mode != 0o644:
-            self._run(["chmod", f"{mode & 0o7777:o}", path], f"chmod {path}")
-
-    def put_dir(self, src: Path, dest: str) -> None:
-        """``src``'s contents as one tar (owner root) through ``copy_from_local``, unpacked into ``dest``."""
-        remote = f"/tmp/rollouts-put-{uuid.uuid4().hex}.tar"
-
-        def owner_root(ti: tarfile.TarInfo) -> tarfile.TarInfo:
-            ti.uid, ti.gid, ti.uname, ti.gname = 0, 0, "root", "root"
-            return ti
-
-        with tempfile.NamedTemporaryFile(suffix=".tar") as f:
-            with tarfile.open(fileobj=f, mode="w") as tar:
-                for p in sorted(Path(src).iterdir()):
-                    tar.add(p, arcname=p.name, filter=owner_root)
-            f.flush()
-            self._fs(f"copy into sandbox ({dest})", "copy_from_local", f.name, remote, path=remote)
-        self._run(["bash", "-c", PUT_DIR_SCRIPT, "rollouts-put", dest, remote], f"unpacking into {dest}")
-
-    def get_file(self, path: str, max_bytes: int = 64 * 1024 * 1024) -> bytes:
-        """``stat`` then ``read_bytes``. FileNotFoundError if missing; SandboxError for a directory
-        or a file over ``max_bytes``."""
-        info = self._fs(f"stat {path}", "stat", path, path=path)
-        if info.is_dir() or info.size > max_bytes:
-            raise SandboxError(f"{path} is a directory or larger than the {max_bytes}-byte cap")
-        data = self._fs(f"copy out of sandbox ({path})", "read_bytes", path, path=path)
-        if len(data) > max_bytes:  # a symlink's stat size is the link's
-            raise SandboxError(f"{path} is larger than the {max_bytes}-byte cap")
-        return data
-
-    def get_dir(self, src: str, dest: Path, max_bytes: int = 256 * 1024 * 1024) -> None:
-        """``src`` tarred in the sandbox, fetched with ``copy_to_local``, unpacked into ``dest`` with
-        ``filter="data"``. FileNotFoundError if ``src`` is no directory; SandboxError over ``max_bytes``."""
-        remote = f"/tmp/rollouts-get-{uuid.uuid4().hex}.tar"
-        r = self._run(["bash", "-c", GET_DIR_SCRIPT, "rollouts-get", src, remote], f"packing {src}")
-        if r.exit_code == 44:
-            raise FileNotFoundError(src)
-        try:
-            size = (r.stdout.split() or ["?"])[-1]
-            if not size.isdigit() or int(size) > max_bytes:
-                raise SandboxError(f"{src}: archive of {size} bytes (cap {max_bytes})")
-            with tempfile.TemporaryDirectory() as tmp:
-                local, top = Path(tmp) / "x.tar", Path(tmp) / "top"
-                self._fs(f"copy out of sandbox ({src})", "copy_to_local", remote, str(local), path=remote)
-                with tarfile.open(local, mode="r") as tar:
-                    tar.extractall(top, filter="data")
-                Path(dest).mkdir(parents=True, exist_ok=True)
-                for p in top.iterdir():
-                    target = Path(dest) / p.name
-                    if target.is_dir() and not target.is_symlink():
-                        shutil.rmtree(target)
-                    shutil.move(str(p), str(target))
-        finally:
-            self._remove_quietly(remote)
-
-    def stop(self) -> None:
-        """``terminate()`` (retried), then ``detach()`` to close this client's connection to it.
-        Idempotent, never raises: a sandbox that could not be terminated still ends at its
-        ``timeout`` and is found by ``list_leftovers``."""
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped, sb = True, self.sb
-        for step in ((lambda: self.backend.retry(sb.terminate)), sb.detach) if sb is not None else ():
-            try:
-                step()
-            except Exception:  # noqa: BLE001 - the lifetime backstop and `clean` cover it
-                pass
+def _capacity(e: BaseException, elapsed: float) -> bool:
+    """``Sandbox.create`` gave up after its own capacity wait (not a quick rate limit)."""
+    return "capacity" in str(e).lower() or elapsed >= 60
 
 
 class ModalBackend(SandboxBackend):
     """Sandboxes on Modal. ``sdk``: the ``modal`` module or a stand-in with its surface (App,
-    Sandbox, Image, Secret, exception). ``retries`` attempts with exponential backoff from
-    ``retry_initial`` to ``retry_max`` seconds on transient errors (create/terminate/list/files/builds)."""
+    Sandbox, Image, Secret, exception, each call with its ``.aio`` twin). ``retries`` attempts
+    with exponential backoff from ``retry_initial`` to ``retry_max`` seconds on transient errors
+    (create/terminate/list/files/builds); ``capacity_wait_sec`` bounds one create in total."""
 
     name = "modal"
 
     def __init__(self, sdk: Any = None, *, app_name: str = APP_NAME, base_dockerfile: Path | None = None,
-                 retries: int = 5, retry_initial: float = 1.0, retry_max: float = 20.0):  # fmt: skip
+                 retries: int = 5, retry_initial: float = 1.0, retry_max: float = 20.0,
+                 capacity_wait_sec: float = CAPACITY_WAIT_SEC, max_live_sandboxes: int | None = None):  # fmt: skip
         self._sdk, self.app_name = sdk, app_name
         self.base_dockerfile = Path(base_dockerfile or BASE_DOCKERFILE)
         self.retries, self.retry_initial, self.retry_max = retries, retry_initial, retry_max
+        self.capacity_wait_sec = capacity_wait_sec
+        env_limit = os.environ.get("ROLLOUTS_MODAL_MAX_SANDBOXES")
+        self.live_sandbox_limit = max_live_sandboxes or (int(env_limit) if env_limit else DEFAULT_LIVE_SANDBOXES)
         self._lock = threading.Lock()
         self._app: Any = None
+        self._app_lock: asyncio.Lock | None = None
         self._images: dict[str, tuple[str, Any]] = {}  # recipe/content digest -> (image id, Image)
         self._by_ref: dict[str, Any] = {}  # image id -> Image
         self._build_locks: dict[str, threading.Lock] = {}
@@ -308,23 +121,58 @@ class ModalBackend(SandboxBackend):
             self._sdk = modal
         return self._sdk
 
-    def retry(self, fn, *args, **kwargs):
-        """``fn(*args, **kwargs)``, retried with backoff on the SDK's transient errors (TRANSIENT)."""
+    @property
+    def transport_errors(self) -> tuple[type[BaseException], ...]:
+        """What an SDK call may raise besides its documented errors: the SDK's ``Error``, OSError
+        (the socket), grpclib's StreamTerminatedError and the SDK's ValueErrors (stdio stream)."""
+        return (self.sdk.exception.Error, OSError, StreamTerminatedError, ValueError, _Unavailable)
+
+    def _transient(self, e: BaseException) -> bool:
         x = self.sdk.exception
-        return Retrying(
-            retry=retry_if_exception_type(tuple(getattr(x, n) for n in TRANSIENT if hasattr(x, n))),
-            stop=stop_after_attempt(self.retries),
-            wait=wait_exponential(multiplier=self.retry_initial, max=self.retry_max)
-            + wait_random(0, self.retry_initial),
-            reraise=True,
-        )(fn, *args, **kwargs)
+        if isinstance(e, (_Unavailable, StreamTerminatedError)) or type(e) is x.SandboxFilesystemError:
+            return True
+        return isinstance(e, tuple(getattr(x, n) for n in TRANSIENT if hasattr(x, n)))
+
+    async def aretry(self, fn, *args, deadline: float | None = None, **kwargs):
+        """``await fn(*args, **kwargs)``, retried with backoff on transient errors (TRANSIENT, a
+        dropped stream, a bare SandboxFilesystemError, an unavailable-but-running sandbox)."""
+        stop = stop_after_attempt(self.retries)
+        if deadline is not None:
+            stop = stop | stop_after_delay(deadline)
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(self._transient), stop=stop, reraise=True,
+            wait=wait_exponential(multiplier=self.retry_initial, max=self.retry_max) + wait_random(0, self.retry_initial),
+        ):  # fmt: skip
+            with attempt:
+                return await fn(*args, **kwargs)
+
+    async def acall(self, what: str, fn, *args, path: str = "", sandbox: Any = None, **kwargs):
+        """:meth:`aretry` with the remaining errors translated by :meth:`translate`. With ``sandbox``
+        (a file call), a NotFoundError is a blip while ``sandbox.poll()`` says it still runs."""
+        x = self.sdk.exception
+
+        async def attempt():
+            try:
+                return await fn(*args, **kwargs)
+            except x.NotFoundError as e:
+                if sandbox is not None and await self._still_running(sandbox):
+                    raise _Unavailable(str(e)) from None
+                raise
+
+        try:
+            return await self.aretry(attempt)
+        except self.transport_errors as e:
+            raise self.translate(e, what, path=path) from None
+
+    async def _still_running(self, sb: Any) -> bool:
+        try:
+            return await sb.poll.aio() is None
+        except self.transport_errors:
+            return False
 
     def call(self, what: str, fn, *args, path: str = "", **kwargs):
-        """:meth:`retry`, with the Modal errors that remain translated by :meth:`translate`."""
-        try:
-            return self.retry(fn, *args, **kwargs)
-        except (self.sdk.exception.Error, OSError) as e:
-            raise self.translate(e, what, path=path) from None
+        """Blocking :meth:`acall` of an SDK coroutine function ``fn`` (an ``.aio`` method)."""
+        return aioloop.run(self.acall(what, fn, *args, path=path, **kwargs))
 
     def translate(self, e: BaseException, what: str, *, path: str = "", gone: bool = False) -> Exception:
         """A Modal error as ours: SandboxFilesystemNotFoundError -> FileNotFoundError; ImageBuildError
@@ -333,26 +181,57 @@ class ModalBackend(SandboxBackend):
         msg = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
         if isinstance(e, x.SandboxFilesystemNotFoundError):
             return FileNotFoundError(path or str(e))
-        if gone or isinstance(
-            e, (x.ClientClosed, x.SandboxTerminatedError, x.SandboxTimeoutError, x.NotFoundError)
-        ):
+        if isinstance(e, _Unavailable):
+            return SandboxError(f"{what}: Modal kept reporting the sandbox unavailable although it runs "
+                                f"({self.retries} attempts): {e}")  # fmt: skip
+        if gone or isinstance(e, (x.ClientClosed, x.SandboxTerminatedError, x.SandboxTimeoutError, x.NotFoundError)):
             return SandboxError(f"{what}: the sandbox is gone (stopped, or its lifetime ended): {msg}")
         if isinstance(e, x.ImageBuildError):
             return ImageBuildError(f"{what}: the Modal image build failed: {msg}")
         if isinstance(e, x.SandboxFilesystemError):
             return SandboxError(f"{what} {path}: {msg}")
+        if isinstance(e, (StreamTerminatedError, OSError, ValueError)):
+            return SandboxError(f"{what}: the connection to Modal failed: {msg}")
         return SandboxError(
             f"{what} failed on Modal: {msg}" + (f"; {AUTH_HELP}" if isinstance(e, x.AuthError) else "")
         )
 
-    def app(self) -> Any:
+    async def acreate_sandbox(self, *args, **kwargs) -> Any:
+        """``Sandbox.create`` with rate limits retried within ``capacity_wait_sec``; the SDK's own
+        capacity wait ending (``ResourceExhaustedError`` after up to 21 min) is not retried:
+        SandboxCapacityError. Other failures: SandboxError."""
+        x = self.sdk.exception
+        t0 = time.monotonic()
+
+        async def attempt():
+            t = time.monotonic()
+            try:
+                return await self.sdk.Sandbox.create.aio(*args, **kwargs)
+            except x.ResourceExhaustedError as e:
+                if _capacity(e, time.monotonic() - t):
+                    raise SandboxCapacityError(
+                        f"Modal had no capacity for the sandbox within its own wait "
+                        f"({time.monotonic() - t0:.0f} s): {e}") from None  # fmt: skip
+                raise
+
+        try:
+            return await self.aretry(attempt, deadline=self.capacity_wait_sec)
+        except self.transport_errors as e:
+            raise self.translate(e, "create sandbox") from None
+
+    async def aapp(self) -> Any:
         """The App every sandbox belongs to: ``App.lookup(app_name, create_if_missing=True)``, once."""
-        with self._lock:
-            if self._app is None:
-                self._app = self.call(
-                    "app lookup", self.sdk.App.lookup, self.app_name, create_if_missing=True
-                )
-            return self._app
+        if self._app is None:
+            if self._app_lock is None:
+                self._app_lock = asyncio.Lock()
+            async with self._app_lock:
+                if self._app is None:
+                    self._app = await self.acall("app lookup", self.sdk.App.lookup.aio, self.app_name,
+                                                 create_if_missing=True)  # fmt: skip
+        return self._app
+
+    def app(self) -> Any:
+        return self._app if self._app is not None else aioloop.run(self.aapp())
 
     def secrets_for(self, env: dict[str, str]) -> list:
         """``[Secret.from_dict(env)]``, one object per distinct ``env`` (reused); [] for none."""
@@ -372,14 +251,18 @@ class ModalBackend(SandboxBackend):
         x = self.sdk.exception
         if not has_credentials():
             raise EnvironmentNotReady(f"no Modal credentials found: {AUTH_HELP}")
+        if self._app is not None:
+            return
         try:  # no retries of ours: the SDK already tried for about a minute
-            with self._lock:
-                if self._app is None:
-                    self._app = self.sdk.App.lookup(self.app_name, create_if_missing=True)
+            self._app = aioloop.run(self.sdk.App.lookup.aio(self.app_name, create_if_missing=True))
         except x.AuthError as e:
             raise EnvironmentNotReady(f"Modal rejected the credentials ({e}): {AUTH_HELP}") from None
         except x.Error as e:
             raise EnvironmentNotReady(f"cannot reach Modal ({type(e).__name__}: {e})") from None
+
+    def check_task(self, task) -> None:
+        """ConfigError (the Dockerfile and line named) if Modal cannot build ``task``'s image."""
+        check_task_dockerfile(task)
 
     def _built(self, key: str, make, log) -> str:
         with self._lock:
@@ -389,36 +272,49 @@ class ModalBackend(SandboxBackend):
         with lock:  # one build per key, however many runs ask at once
             if key not in self._images:
                 (log or (lambda _line: None))(f"building Modal image {key} (minutes the first time)")
-                image = self.call(f"image {key}", lambda: make().build(self.app()))
+
+                async def build():
+                    return await make().build.aio(await self.aapp())
+
+                image = aioloop.run(self.acall(f"image {key}", build))
                 with self._lock:
                     self._images[key] = (image.object_id, image)
                     self._by_ref[image.object_id] = image
         return self._images[key][0]
 
+    def _suite(self) -> str:
+        from rollouts.images import _host_suite
+
+        return _host_suite()
+
     def _base_key(self) -> str:
         try:
-            return "base-" + hashlib.sha256(self.base_dockerfile.read_bytes()).hexdigest()[:12]
+            recipe = self.base_dockerfile.read_bytes()
         except OSError as e:
             raise EnvironmentNotReady(f"base image recipe {self.base_dockerfile}: {e.strerror}") from None
+        return "base-" + hashlib.sha256(recipe + b"\0suite=" + self._suite().encode()).hexdigest()[:12]
 
     def base_image(self, log=None) -> str:
-        """Image id of ``docker/base/Dockerfile`` (debian:bookworm-slim + BASE_PACKAGES, the local
-        recipe) built by Modal, once per recipe digest. ImageBuildError if the build fails."""
-        df = self.base_dockerfile
+        """Image id of ``docker/base/Dockerfile`` (``debian:<host suite>-slim`` + BASE_PACKAGES, the
+        local recipe) built by Modal, once per recipe digest. ImageBuildError if the build fails."""
+        df, suite = self.base_dockerfile, self._suite()
         return self._built(
-            self._base_key(), lambda: self.sdk.Image.from_dockerfile(df, context_dir=df.parent), log
+            self._base_key(),
+            lambda: self.sdk.Image.from_dockerfile(df, context_dir=df.parent, build_args={"DEBIAN_SUITE": suite}),
+            log,
         )
 
     def task_image(self, task, log=None) -> str:
         """Image id for ``task``: its Dockerfile's lines after ``FROM ${BASE_IMAGE}`` on the base
         image (``Image.dockerfile_commands``, context = the Dockerfile's dir), built once per content
-        digest; the base image without a Dockerfile. ConfigError off the convention, ImageBuildError."""
+        digest; the base image without a Dockerfile. ConfigError when Modal cannot build it
+        (:meth:`check_task`), ImageBuildError when the build fails."""
         from rollouts.images import task_image_digest
 
-        if task.meta.environment.dockerfile is None:
+        cmds = check_task_dockerfile(task)
+        if cmds is None:
             return self.base_image(log)
         df = (task.dir / task.meta.environment.dockerfile).resolve()
-        cmds = task_dockerfile_commands(df.read_text(errors="replace"), str(df))
         base_ref = self.base_image(log)
         key = f"task-{task.name}-{task_image_digest(task, self._base_key())[:12]}"
         return self._built(
@@ -436,13 +332,19 @@ class ModalBackend(SandboxBackend):
     def list_leftovers(self, rollout_id: str | None = None) -> list[dict]:
         """Running sandboxes of this tool in the App (``Sandbox.list(app_id=, tags=)``), optionally of
         one rollout: dicts with id, name, labels (= tags), status. SandboxError if listing fails."""
+        return aioloop.run(self.alist_leftovers(rollout_id))
+
+    async def alist_leftovers(self, rollout_id: str | None = None) -> list[dict]:
         tags = {base.LABEL_TOOL: base.TOOL_NAME, **({base.LABEL_ROLLOUT: rollout_id} if rollout_id else {})}
-        app_id = self.app().app_id
-        found = self.call("list sandboxes", lambda: list(self.sdk.Sandbox.list(app_id=app_id, tags=tags)))
+        app_id = (await self.aapp()).app_id
+
+        async def listing():
+            return [sb async for sb in self.sdk.Sandbox.list.aio(app_id=app_id, tags=tags)]
+
         out = []
-        for sb in found:
+        for sb in await self.acall("list sandboxes", listing):
             try:
-                labels = self.call("get tags", sb.get_tags)
+                labels = await self.acall("get tags", sb.get_tags.aio)
             except SandboxError:  # finished meanwhile
                 continue
             out.append({"id": sb.object_id, "name": None, "labels": labels, "status": "running"})
@@ -450,12 +352,15 @@ class ModalBackend(SandboxBackend):
 
     def remove(self, sandbox_id: str) -> None:
         """Terminate one sandbox by id (``Sandbox.from_id`` + ``terminate``); a gone one is fine."""
+        aioloop.run(self.aremove(sandbox_id))
+
+    async def aremove(self, sandbox_id: str) -> None:
         x = self.sdk.exception
         try:
-            sb = self.retry(self.sdk.Sandbox.from_id, sandbox_id)
-            self.retry(sb.terminate)
-            sb.detach()
+            sb = await self.aretry(self.sdk.Sandbox.from_id.aio, sandbox_id)
+            await self.aretry(sb.terminate.aio)
+            await sb.detach.aio()
         except (x.NotFoundError, x.SandboxTerminatedError, x.SandboxTimeoutError):
             return
-        except x.Error as e:
+        except self.transport_errors as e:
             raise self.translate(e, f"terminate {sandbox_id}") from None

@@ -1,0 +1,232 @@
+"""Read-only access to the data directory for the viewer: manifests (cached by file version),
+rollout lists, summaries (the same :func:`rollouts.report.summary.summarize` numbers as the CLI),
+filtered and paginated run lists, and the files of one run.
+
+Nothing here writes to the data directory. A manifest is parsed once per (mtime, size) of its
+file, so a 10,000-run rollout costs one parse when it changes, and lists never open a run folder
+(trajectories are read only by the run page, one at a time).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from rollouts.errors import ConfigError
+from rollouts.store import ROLLOUT_ID_RE, Manifest, RunRecord, Store
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+RUN_ID_RE = re.compile(r"^(\d{8}__\d{2}-\d{2}-\d{2})-(\d{1,7})$")
+#: Bytes of a text file shown inline (logs: the tail; diffs: the head); the rest via /raw.
+MAX_INLINE_BYTES = 512 * 1024
+MAX_JSON_BYTES = 64 * 1024 * 1024
+
+
+class NotFound(Exception):
+    """A benchmark, rollout, run or file that does not exist (HTTP 404)."""
+
+
+@dataclass
+class RolloutInfo:
+    """One line of the rollouts page."""
+
+    name: str
+    rollout_id: str
+    status: str  # manifest status; "interrupted" when it says running but its harness is gone
+    runs: int
+    counts: dict[str, int]
+    overall: list[dict[str, Any]]  # summarize()["overall"]: per arm macro mean + CI, cost
+    started_at: str
+    finished_at: str | None
+    cost_usd: float | None
+    done: int  # runs in a final state
+
+
+class Catalog:
+    """Cached, read-only view of a :class:`rollouts.store.Store` (thread-safe)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._lock = threading.Lock()
+        self._cache: dict[tuple, tuple[tuple, Any]] = {}
+
+    # ------------------------------------------------------------------ caching
+    def _cached(self, key: tuple, version: tuple, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        value = make()
+        with self._lock:
+            self._cache[key] = (version, value)
+        return value
+
+    def _manifest_path(self, name: str, rid: str) -> Path:
+        if not NAME_RE.match(name) or not ROLLOUT_ID_RE.match(rid):
+            raise NotFound(f"no rollout {name}/{rid}")
+        p = self.store.rollout_dir(name, rid) / "manifest.json"
+        if not p.is_file():
+            raise NotFound(f"no rollout {name}/{rid}")
+        return p
+
+    @staticmethod
+    def _version(p: Path) -> tuple:
+        st = p.stat()
+        return (st.st_mtime_ns, st.st_size)
+
+    def manifest(self, name: str, rid: str) -> Manifest:
+        """The validated manifest of ``name/rid`` (NotFound / ConfigError if missing/invalid)."""
+        p = self._manifest_path(name, rid)
+        return self._cached(("m", name, rid), self._version(p), lambda: self.store.load_manifest(name, rid))
+
+    def summary(self, name: str, rid: str) -> dict[str, Any]:
+        """``summarize()`` of the rollout (the dict ``summarize --json`` prints), cached."""
+        from rollouts.report.summary import summarize
+
+        p = self._manifest_path(name, rid)
+        return self._cached(("s", name, rid), self._version(p), lambda: summarize(self.manifest(name, rid)))
+
+    def compare(self, a: tuple[str, str], b: tuple[str, str], match: str) -> dict[str, Any]:
+        """``compare_manifests(A, B)``: the dict ``compare --json`` prints, cached."""
+        from rollouts.report.compare import compare_manifests
+
+        version = (self._version(self._manifest_path(*a)), self._version(self._manifest_path(*b)))
+        return self._cached(("c", a, b, match), version,
+                            lambda: compare_manifests(self.manifest(*a), self.manifest(*b), match=match))
+
+    # ------------------------------------------------------------------ lists
+    def rollouts(self) -> dict[str, list[RolloutInfo]]:
+        """Benchmark name -> its rollouts, newest first (benchmarks by their newest rollout)."""
+        out: dict[str, list[RolloutInfo]] = {}
+        for name in self.store.list_benchmarks():
+            if not NAME_RE.match(name):
+                continue
+            infos = []
+            for rid in reversed(self.store.list_rollouts(name)):
+                try:
+                    infos.append(self.rollout_info(name, rid))
+                except (ConfigError, NotFound):
+                    continue  # a manifest being replaced or broken: the CLI reports it, the list skips it
+            if infos:
+                out[name] = infos
+        return dict(sorted(out.items(), key=lambda kv: kv[1][0].rollout_id, reverse=True))
+
+    def rollout_info(self, name: str, rid: str) -> RolloutInfo:
+        m = self.manifest(name, rid)
+        s = self.summary(name, rid)
+        costs = [o["cost_usd"] for o in s["overall"]]
+        return RolloutInfo(
+            name=name, rollout_id=rid, status=live_status(m), runs=len(m.results), counts=s["counts"],
+            overall=s["overall"], started_at=m.started_at, finished_at=m.finished_at,
+            cost_usd=None if any(c is None for c in costs) else round(sum(costs), 6),
+            done=sum(r.status not in ("pending", "running") for r in m.results),
+        )
+
+    def runs(self, name: str, rid: str, *, status: str = "", error_kind: str = "", agent: str = "",
+             model: str = "", q: str = "", task: str = "", page: int = 1, per_page: int = 100
+             ) -> tuple[list[RunRecord], int]:
+        """Runs of a rollout after the filters (``q``: substring of the task name, case-insensitive;
+        ``task``: exact task name), one page of them, and the number that matched."""
+        m = self.manifest(name, rid)
+        ql = q.lower()
+        rows = [
+            r for r in m.results
+            if (not status or r.status == status) and (not error_kind or r.error_kind == error_kind)
+            and (not agent or r.agent == agent) and (not model or r.model == model)
+            and (not ql or ql in r.task_name.lower()) and (not task or r.task_name == task)
+        ]
+        start = (max(page, 1) - 1) * per_page
+        return rows[start:start + per_page], len(rows)
+
+    # ------------------------------------------------------------------ one run
+    def find_run(self, run_id: str) -> tuple[str, Manifest, RunRecord]:
+        """(benchmark name, manifest, record) of ``run_id`` (``<rollout id>-<i>``); NotFound."""
+        mm = RUN_ID_RE.match(run_id)
+        if not mm:
+            raise NotFound(f"no run {run_id}")
+        rid, i = mm.group(1), int(mm.group(2))
+        for name in self.store.list_benchmarks():
+            if NAME_RE.match(name) and (self.store.rollout_dir(name, rid) / "manifest.json").is_file():
+                m = self.manifest(name, rid)
+                if i < len(m.results) and m.results[i].run_id == run_id:
+                    return name, m, m.results[i]
+                for r in m.results:
+                    if r.run_id == run_id:
+                        return name, m, r
+        raise NotFound(f"no run {run_id}")
+
+    def run_dir(self, run_id: str, attempt: int | None = None) -> Path:
+        """The run's folder (or ``attempts/<n>/`` of it); only ever under ``data/runs``."""
+        if not RUN_ID_RE.match(run_id):
+            raise NotFound(f"no run {run_id}")
+        d = self.store.run_dir(run_id)
+        if attempt is not None:
+            d = d / "attempts" / str(int(attempt))
+        return d
+
+    def safe_file(self, run_id: str, rel: str) -> Path:
+        """``rel`` inside the run folder, refusing anything that resolves outside it (``..``,
+        absolute paths, symlinks planted by an agent). NotFound if absent."""
+        base = self.store.run_dir(run_id).resolve() if RUN_ID_RE.match(run_id) else None
+        if base is None or "\0" in rel:
+            raise NotFound(rel)
+        p = (base / rel).resolve()
+        if not p.is_relative_to(base) or not p.is_file():
+            raise NotFound(rel)
+        return p
+
+
+def live_status(m: Manifest) -> str:
+    """The manifest's status, or "interrupted" when it says running but its harness process on
+    this host is gone (killed; ``run --resume`` continues it)."""
+    if m.status == "running" and m.host == socket.gethostname() and not psutil.pid_exists(m.pid):
+        return "interrupted"
+    return m.status
+
+
+def read_text(p: Path, limit: int = MAX_INLINE_BYTES, tail: bool = False) -> tuple[str | None, int]:
+    """(text, bytes left out) of a file: its head, or its ``tail``, at most ``limit`` bytes,
+    decoded as UTF-8 with replacement; (None, 0) if the file does not exist."""
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as f:
+            if size > limit and tail:
+                f.seek(size - limit)
+            data = f.read(limit)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None, 0
+    return data.decode("utf-8", errors="replace"), max(0, size - limit)
+
+
+def read_json(p: Path) -> Any:
+    """A JSON file (None if absent); a broken or oversized file gives ``{"_unreadable": why}``
+    so the page says so instead of failing."""
+    try:
+        if p.stat().st_size > MAX_JSON_BYTES:
+            return {"_unreadable": f"{p.name} is larger than {MAX_JSON_BYTES} bytes (see the raw file)"}
+        return json.loads(p.read_bytes())
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (ValueError, UnicodeDecodeError) as e:
+        return {"_unreadable": f"{p.name} is not valid JSON: {e}"}
+
+
+def list_files(d: Path, limit: int = 500) -> list[tuple[str, int]]:
+    """(relative path, size in bytes) of the files under ``d`` (not following symlinks), sorted."""
+    if not d.is_dir():
+        return []
+    out = []
+    for p in sorted(d.rglob("*")):
+        if len(out) >= limit:
+            break
+        if p.is_file() and not p.is_symlink():
+            out.append((str(p.relative_to(d)), p.stat().st_size))
+    return out

@@ -1,0 +1,231 @@
+"""The viewer: pages over a synthetic data dir (starlette TestClient), escaping of adversarial
+agent output, host binding rules, and a real headless Chromium (Debian ``chromium`` +
+``chromium-driver``, driven by selenium; nothing is downloaded) walking rollouts → rollout → run
+and taking screenshots into the test's tmp dir."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from rollouts.errors import ConfigError
+from rollouts.view.app import create_app
+from rollouts.view.server import bind, check_host, make_server
+from rollouts.view.trajectory import build
+from tests.view_fixture import XSS, build_small, shell_trajectory
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("viewdata")
+    return root, build_small(root)
+
+
+@pytest.fixture(scope="module")
+def client(data) -> TestClient:
+    return TestClient(create_app(data[0]))
+
+
+def test_rollout_list_and_page_show_summarize_numbers(client, data):
+    from rollouts.report.summary import summarize
+    from rollouts.store import Store
+
+    ids = data[1]
+    r = client.get("/")
+    assert r.status_code == 200 and ids["rid"] in r.text and ids["rid2"] in r.text
+    assert r.text.index(ids["rid2"]) < r.text.index(ids["rid"])  # newest first
+    s = summarize(Store(data[0]).load_manifest("demo", ids["rid"]))
+    page = client.get(f"/r/demo/{ids['rid']}").text
+    for o in s["overall"]:
+        lo, hi = o["ci_low"], o["ci_high"]
+        shown = f"{o['macro_mean_reward']:.2f}" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None else "")
+        assert shown in page
+    assert page.count('href="/run/') == 5
+
+
+def test_rollout_filters_and_pagination(client, data):
+    rid = data[1]["rid"]
+    r = client.get(f"/r/demo/{rid}?status=error&fragment=1")
+    assert r.text.count('href="/run/') == 1 and f"{rid}-1" in r.text
+    assert r.headers.get("x-rollouts-live") is None  # a finished rollout is not polled
+    assert client.get(f"/r/demo/{rid}?agent=rlm").text.count('href="/run/') == 1
+    assert client.get(f"/r/demo/{rid}?q=SLUG").text.count('href="/run/') == 1
+    assert "no runs match" in client.get(f"/r/demo/{rid}?model=none-such").text
+
+
+def test_run_page_shows_every_part(client, data):
+    runs = data[1]["runs"]
+    t = client.get(f"/run/{runs[0]}").text
+    for needle in ("step 1", "step 3", "ls -la", "exit", "tokens 901 + 40", "stats.py",
+                   'class="gi"', "VERIFIER-OUTPUT", "tests/test_stats.py::test_mean", "AGENT-LOG-LINE",
+                   "Phase timings", "sandbox_start"):
+        assert needle in t, needle
+    rlm = client.get(f"/run/{runs[2]}").text
+    assert "llm_query" in rlm and "SUB-RESPONSE-7" in rlm and "CHILD-ANSWER-42" in rlm and "child RLM" in rlm
+    atif = client.get(f"/run/{runs[3]}").text
+    assert "ATIF-CMD" in atif and "ATIF-OBS" in atif and "ATIF-REASONING" in atif and "format: <b>atif</b>" in atif
+    assert "attempt 1" in atif and "engine went away" in atif
+    att = client.get(f"/run/{runs[3]}?attempt=1").text
+    assert "ATTEMPT-1-LOG" in att
+    assert client.get(f"/run/{runs[3]}?attempt=9").status_code == 404
+
+
+def test_agent_output_is_escaped_everywhere(client, data):
+    run = data[1]["runs"][1]
+    for url in (f"/run/{run}", f"/runs/compare?a={data[1]['runs'][0]}&b={run}", f"/r/demo/{data[1]['rid']}"):
+        r = client.get(url)
+        assert "<script>window.__xss" not in r.text and "<img src=x" not in r.text, url
+        assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in r.text, url
+        assert "script-src 'self'" in r.headers["content-security-policy"]
+    raw = client.get(f"/raw/{run}/agent/trajectory.json")
+    assert raw.headers["content-type"].startswith("text/plain") and "sandbox" in raw.headers["content-security-policy"]
+
+
+def test_raw_refuses_paths_outside_the_run(client, data, tmp_path):
+    run = data[1]["runs"][0]
+    secret = data[0] / "secret.txt"
+    secret.write_text("top secret")
+    os.symlink(secret, data[0] / "runs" / run / "artifacts" / "link.txt")
+    assert client.get(f"/raw/{run}/artifacts/link.txt").status_code == 404
+    assert client.get(f"/raw/{run}/..%2F..%2Fsecret.txt").status_code == 404
+    assert client.get(f"/raw/{run}/logs/agent.log").status_code == 200
+    assert client.post("/").status_code == 405  # read-only
+
+
+def test_compare_pages(client, data):
+    ids = data[1]
+    r = client.get(f"/compare?a=demo/{ids['rid']}&b=demo/{ids['rid2']}").text
+    assert "No significant difference" in r or "significantly" in r
+    assert "fix_bug_stats" in r and "B wins" in r
+    side = client.get(f"/runs/compare?a={ids['runs'][0]}&b={ids['runs'][1]}").text
+    assert side.count("<h2>") >= 2 and "VERIFIER-OUTPUT" in side
+
+
+def test_running_rollout_is_live(data):
+    from rollouts.store import Store
+    from tests.view_fixture import make_manifest
+
+    store = Store(data[0])
+    m = make_manifest("live", "20260105__00-00-00", store, [{"status": "running"}, {"reward": 1.0}], status="running")
+    m.host, m.pid = __import__("socket").gethostname(), os.getpid()
+    store.write_manifest(m)
+    c = TestClient(create_app(data[0]))
+    assert c.get("/?fragment=1").headers["x-rollouts-live"] == "1"
+    assert c.get("/r/live/20260105__00-00-00").headers["x-rollouts-live"] == "1"
+    m.results[0].status, m.results[0].reward, m.status = "completed", 0.0, "completed"
+    store.write_manifest(m)
+    assert "x-rollouts-live" not in c.get("/r/live/20260105__00-00-00?fragment=1").headers
+    shutil.rmtree(data[0] / "rollouts" / "live")
+
+
+def test_big_trajectory_is_paginated():
+    t = shell_trajectory(1200, out_chars=4000)  # ~5 MB of JSON
+    v = build(t, page=3)
+    assert v["total"] == 1200 and v["pages"] == 24 and len(v["steps"]) == 50 and v["steps"][0]["label"] == "step 101"
+
+
+def test_host_rules():
+    check_host("127.0.0.1", False)
+    check_host("localhost", False)
+    check_host("::1", False)
+    with pytest.raises(ConfigError, match="--allow-remote"):
+        check_host("0.0.0.0", False)
+    check_host("0.0.0.0", True)
+
+
+def test_view_refuses_remote_host_without_flag(run_cli):
+    p = run_cli("view", "--host", "0.0.0.0", "--port", "0")
+    assert p.returncode == 2 and "--allow-remote" in p.stderr
+
+
+# ---------------------------------------------------------------------------- real browser
+@pytest.fixture(scope="module")
+def server(data):
+    sock = bind("127.0.0.1", 0)
+    srv = make_server(data[0], sock)
+    th = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    th.start()
+    for _ in range(100):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    srv.should_exit = True
+    th.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.skip("Debian chromium + chromium-driver not installed (scripts/setup.sh installs them)")
+    os.environ["SE_OFFLINE"] = "true"  # selenium-manager must never download a driver
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        opts.add_argument(a)
+    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    yield drv
+    drv.quit()
+
+
+def test_browser_rollouts_to_run(server, browser, data, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    ids = data[1]
+    browser.get(server + "/")
+    assert "Rollouts" in browser.find_element(By.TAG_NAME, "h1").text
+    browser.save_screenshot(str(tmp_path / "1_rollouts.png"))
+    browser.find_element(By.LINK_TEXT, ids["rid"]).click()
+    assert f"demo / {ids['rid']}" in browser.find_element(By.TAG_NAME, "h1").text
+    assert len(browser.find_elements(By.CSS_SELECTOR, "table.runs a[href^='/run/']")) == 5
+    browser.save_screenshot(str(tmp_path / "2_rollout.png"))
+    browser.find_element(By.LINK_TEXT, ids["runs"][0]).click()
+    steps = browser.find_elements(By.CSS_SELECTOR, ".step")
+    assert [s.find_element(By.CSS_SELECTOR, ".label").text for s in steps] == ["step 1", "step 2", "step 3"]
+    assert "ls -la" in steps[0].text
+    diff = browser.find_element(By.CSS_SELECTOR, ".diff")
+    assert "return sum(xs) / len(xs)" in diff.text
+    assert diff.find_element(By.CSS_SELECTOR, ".gi").value_of_css_property("color") != diff.find_element(
+        By.CSS_SELECTOR, ".gd").value_of_css_property("color")  # coloured
+    assert "VERIFIER-OUTPUT: 2 passed" in browser.find_element(By.ID, "verifier").find_element(
+        By.XPATH, "following-sibling::*[contains(., 'VERIFIER-OUTPUT')]").text
+    assert "tests/test_stats.py::test_mean" in browser.find_element(By.CSS_SELECTOR, "table.tests").text
+    browser.save_screenshot(str(tmp_path / "3_run.png"))
+    browser.execute_script("document.getElementById('trajectory').scrollIntoView()")
+    browser.save_screenshot(str(tmp_path / "3b_run_trajectory.png"))
+    browser.execute_script("document.getElementById('diff').scrollIntoView()")
+    browser.save_screenshot(str(tmp_path / "4_run_diff.png"))
+    # adversarial output: shown as text, never executed
+    browser.get(f"{server}/run/{ids['runs'][1]}")
+    assert browser.execute_script("return window.__xss") is None
+    assert XSS.split(">")[0] in browser.find_element(By.TAG_NAME, "body").text
+    browser.save_screenshot(str(tmp_path / "5_run_xss.png"))
+    browser.get(f"{server}/run/{ids['runs'][2]}")
+    assert "SUB-RESPONSE-7" in browser.page_source and len(browser.find_elements(By.CSS_SELECTOR, ".sub")) >= 2
+    browser.execute_script("document.querySelector('.sub').scrollIntoView()")
+    browser.save_screenshot(str(tmp_path / "6_run_rlm.png"))
+    browser.get(f"{server}/run/{ids['runs'][3]}")
+    browser.execute_script("document.getElementById('trajectory').scrollIntoView()")
+    assert "ATIF-OBS" in browser.find_element(By.ID, "live").text
+    browser.save_screenshot(str(tmp_path / "6b_run_atif.png"))
+    browser.get(f"{server}/compare?a=demo/{ids['rid']}&b=demo/{ids['rid2']}")
+    assert browser.find_element(By.CSS_SELECTOR, ".verdict").text
+    browser.save_screenshot(str(tmp_path / "7_compare.png"))
+    shots = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert len(shots) == 9 and all((tmp_path / s).stat().st_size > 5000 for s in shots)
+    keep = os.environ.get("ROLLOUTS_VIEW_SHOTS")  # optional: copy them somewhere to look at
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for s in shots:
+            shutil.copy(tmp_path / s, Path(keep) / s)
