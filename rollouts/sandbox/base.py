@@ -64,6 +64,9 @@ class SandboxSpec:
     env: dict[str, str] = field(default_factory=dict)
     lifetime_sec: float | None = None  # hard deadline: the backend removes the sandbox after this
     name: str | None = None
+    # Read-only volumes to mount: ((volume name, path in the sandbox), ...), e.g. an installed
+    # agent's layer (rollouts/agents/installed/layer.py). Backends without volumes refuse them.
+    volumes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -152,6 +155,18 @@ class Sandbox(ABC):
     @abstractmethod
     def stop(self) -> None:
         """Kill and remove the sandbox. Idempotent; never raises for an already-gone sandbox."""
+
+    def restart_processes(self) -> None:
+        """Kill every process in the sandbox (its whole PID namespace) and start its main process
+        again, keeping the filesystem. Used before shared-mode grading (rollouts.grading.stop).
+        NotImplementedError where the backend cannot; SandboxError on transport failure."""
+        raise NotImplementedError
+
+    def changed_paths(self) -> list[str]:
+        """Absolute paths added, changed or deleted in the sandbox's filesystem against its
+        image, as the engine sees them from outside (rollouts.grading.integrity).
+        NotImplementedError where the backend cannot; SandboxError on transport failure."""
+        raise NotImplementedError
 
     def __enter__(self) -> Sandbox:
         self.start()
