@@ -363,6 +363,12 @@ def clean(dry_run: bool, backends: tuple[str, ...], all_hosts: bool, agent_layer
             for i in left:
                 console.print(f"{verb} {i}", markup=False)
             total_i += len(left)
+            from rollouts.gateway.network import owner_gone, remove_leftover_networks
+
+            nets = remove_leftover_networks(backend.client, lambda lb: owner_gone(lb, all_hosts), dry_run=dry_run)
+            for n in nets:
+                console.print(f"{verb} gateway network {n['name']} rollout={n['labels'].get('rollouts.rollout_id')}",
+                              markup=False)
             if agent_layers:
                 from rollouts.agents.installed.layer import clean_layers
 
