@@ -70,11 +70,12 @@ def cli(ctx: click.Context, data_dir: str) -> None:
     ctx.obj = Store(data_dir)
 
 
-def _load(config: str):
+def _load(config: str, skip_unsupported: bool = False):
     from rollouts.agents import REGISTRY
     from rollouts.config import load_config
 
-    return load_config(config, backend_env=os.environ.get("SANDBOX_BACKEND") or None, agents=tuple(REGISTRY))
+    return load_config(config, backend_env=os.environ.get("SANDBOX_BACKEND") or None, agents=tuple(REGISTRY),
+                       skip_unsupported=skip_unsupported)
 
 
 @cli.command()
@@ -96,15 +97,18 @@ def _load(config: str):
 @click.option("--agent", "agents", multiple=True, metavar="NAME", help="Only entries with this agent (repeatable).")
 @click.option("--model", "models", multiple=True, metavar="NAME", help="Only entries with this model (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Print the runs this would start and exit 0 (starts nothing).")
+@click.option("--skip-unsupported", is_flag=True,
+              help="Run the supported tasks and record the unsupported ones as skipped (else: exit 2).")
 @click.pass_obj
 def run(store, config: str | None, verbose: int, no_eval: bool, resume: bool, latest: bool,
         rollout: str | None, fail_under: float | None, baseline: str | None, as_json: bool,
         parallel: int | None, n_rollouts: int | None, max_tasks: int | None, task_globs: tuple[str, ...],
-        agents: tuple[str, ...], models: tuple[str, ...], dry_run: bool) -> None:
+        agents: tuple[str, ...], models: tuple[str, ...], dry_run: bool, skip_unsupported: bool) -> None:
     """Run every task × rollout of CONFIG (a benchmark TOML) and grade each run.
 
     The quick-run flags (--parallel, --rollouts, --max-tasks, --task, --agent, --model) change this
-    run only and are recorded in the manifest; --dry-run lists the runs and starts nothing."""
+    run only and are recorded in the manifest; --dry-run lists the runs and starts nothing.
+    --skip-unsupported runs a config naming tasks this harness cannot run (else exit 2)."""
     from rollouts.report.summary import render_table, summarize
     from rollouts.runner import Runner
     from rollouts.selection import (
@@ -123,7 +127,7 @@ def run(store, config: str | None, verbose: int, no_eval: bool, resume: bool, la
     manifest = None
     if resume:
         if Path(config).is_file():
-            name = _load(config).name
+            name = _load(config, skip_unsupported).name
         else:
             name = config
         rid = store.resolve(name, rollout, True)
@@ -138,7 +142,9 @@ def run(store, config: str | None, verbose: int, no_eval: bool, resume: bool, la
         sel = selection_from_manifest(manifest)
         if parallel is not None:
             sel = sel.model_copy(update={"parallel": parallel})
-    cfg = apply_selection(_load(config), sel)
+    cfg = apply_selection(_load(config, skip_unsupported), sel)
+    if not cfg.entries:
+        raise ConfigError(f"no runnable task: all {len(cfg.skipped)} task(s) are unsupported", file=config)
     if dry_run:
         print_dry_run(cfg, sel, console if not as_json else None)
         return
@@ -230,21 +236,21 @@ def _pick(store, name: str, latest: bool, rollout: str | None) -> str:
 @click.option("--rollout", "rollout", default=None, help="A rollout id (YYYYMMDD__HH-MM-SS).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary (versioned schema).")
 @click.option("--markdown", is_flag=True, help="GitHub markdown (e.g. >> $GITHUB_STEP_SUMMARY).")
+@click.option("--all", "show_all", is_flag=True, help="Print every row (tables stop at 50 rows otherwise).")
 @click.pass_obj
-def summarize(store, name: str | None, latest: bool, rollout: str | None, as_json: bool, markdown: bool) -> None:
-    """Summarize a rollout of benchmark NAME (reads files only). Without NAME: list benchmarks."""
+def summarize(
+    store, name: str | None, latest: bool, rollout: str | None, as_json: bool, markdown: bool, show_all: bool
+) -> None:
+    """Summarize a rollout of benchmark NAME (reads files only). Without NAME: list rollouts with
+    their per-run mean, 95% CI and n (infra errors and cancelled runs shown apart)."""
     from rollouts.report.markdown import render_markdown
-    from rollouts.report.summary import render_table
+    from rollouts.report.summary import listing_line, render_table
     from rollouts.report.summary import summarize as do_summarize
 
     if not name:
         for b in store.list_benchmarks():
-            ids = store.list_rollouts(b)
-            for rid in reversed(ids):
-                m = store.load_manifest(b, rid)
-                rewards = [r.reward for r in m.results if r.reward is not None]
-                mean = f"{sum(rewards) / len(rewards):.2f}" if rewards else "—"
-                console.print(f"{b}  {rid}  {m.status:9}  runs={len(m.results)}  mean_reward={mean}", markup=False)
+            for rid in reversed(store.list_rollouts(b)):
+                console.print(listing_line(b, store.load_manifest(b, rid)), markup=False)
         return
     rid = _pick(store, name, latest, rollout)
     s = do_summarize(store.load_manifest(name, rid))
@@ -253,7 +259,7 @@ def summarize(store, name: str | None, latest: bool, rollout: str | None, as_jso
     elif markdown:
         click.echo(render_markdown(s), nl=False)
     else:
-        render_table(s, console)
+        render_table(s, console, show_all=show_all)
 
 
 @cli.command("eval")
@@ -289,19 +295,20 @@ def eval_cmd(store, name: str, latest: bool, rollout: str | None, parallel: int 
 
 @cli.command()
 @click.argument("config", type=click.Path(dir_okay=False))
-def check(config: str) -> None:
-    """Validate CONFIG and every task it names, without running anything."""
+@click.option("--skip-unsupported", is_flag=True, help="Unsupported tasks are listed but do not fail the check.")
+def check(config: str, skip_unsupported: bool) -> None:
+    """Validate CONFIG and every task it names, without running anything (exit 2: invalid or an
+    unsupported task; exit 3: base images missing that cannot be pulled)."""
+    from rollouts.check import check_report
     from rollouts.sandbox import get_backend
 
-    cfg = _load(config)
+    cfg = _load(config, skip_unsupported=True)
     backends: dict = {}
     for e in cfg.entries:
         if e.backend not in backends:
             backends[e.backend] = get_backend(e.backend)  # no network: checks are static
         backends[e.backend].check_task(e.task)  # e.g. a Dockerfile Modal cannot build (line named)
-        console.print(f"ok  tasks[{e.index}] {e.task.name:24} agent={e.agent} model={e.model} "
-                      f"rollouts={e.rollouts} timeout={e.agent_timeout_sec:g}s", markup=False)
-    console.print(f"{config}: valid ({len(cfg.entries)} entries, {cfg.total_runs} runs)", markup=False)
+    sys.exit(check_report(cfg, config, skip_unsupported, console.print))
 
 
 @cli.group()
@@ -376,7 +383,10 @@ from rollouts.families.commands import prepare  # noqa: E402
 cli.add_command(prepare)
 
 
+from rollouts.formats.commands import tasks_group  # noqa: E402
 from rollouts.report.commands import compare, report  # noqa: E402
+
+cli.add_command(tasks_group)
 
 cli.add_command(compare)
 cli.add_command(report)

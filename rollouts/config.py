@@ -102,6 +102,20 @@ class TaskEntryFields(_Strict):
         return v
 
 
+class DatasetFields(TaskEntryFields):
+    """A ``[[datasets]]`` entry: a directory of tasks (``path``) or a registry dataset
+    (``registry`` + ``dataset = "name@version"``), filtered, plus the ``[[tasks]]`` keys applied
+    to every task it expands to."""
+
+    path: str | None = Field(None, min_length=1)
+    registry: str | None = Field(None, min_length=1)
+    dataset: str | None = Field(None, min_length=1)
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+    n_tasks: int | None = Field(None, ge=1, le=MAX_TOTAL_RUNS)
+    seed: int = Field(0, ge=0)
+
+
 class BenchmarkFile(_Strict):
     """The whole TOML document."""
 
@@ -110,8 +124,11 @@ class BenchmarkFile(_Strict):
     max_retries: int = Field(2, ge=0, le=20, description="Retries of a run after an infra failure.")
     backend: Literal["docker", "modal"] | None = None
     defaults: TaskEntryFields = TaskEntryFields()
-    tasks: list[TaskEntryFields] = Field(..., min_length=1)
+    tasks: list[TaskEntryFields] = Field(default_factory=list)
+    datasets: list[DatasetFields] = Field(default_factory=list)
     pricing: dict[str, Price] = Field(default_factory=dict)
+    images: dict[str, str] = Field(default_factory=dict, description="Base image → local image to use instead.")
+    pull_images: bool = Field(False, description="The engine can pull: build task Dockerfiles as written.")
 
 
 class TaskEntry(BaseModel):
@@ -121,7 +138,7 @@ class TaskEntry(BaseModel):
 
     index: int
     task: Task
-    prepared_dir: str  # as written in the config
+    prepared_dir: str  # as written in the config (or the expanded task dir of a dataset)
     model: str
     agent: str
     rollouts: int
@@ -131,12 +148,22 @@ class TaskEntry(BaseModel):
     agent_options: dict[str, Any]
     resources: Resources
     backend: str
+    where: str = ""  # tasks[i] or datasets[i] (a dataset expands to several entries)
 
     @property
     def agent_timeout_sec(self) -> float:
         """The agent timeout: ``TIMEOUT_SEC`` from environment_variables, else the task's."""
         v = self.environment_variables.get("TIMEOUT_SEC")
         return float(v) if v is not None else self.task.meta.timeouts.agent_sec
+
+
+class SkippedTask(BaseModel):
+    """A task the config names that this harness cannot run (``--skip-unsupported``)."""
+
+    where: str  # tasks[i] / datasets[i]
+    task_dir: str
+    task_name: str
+    reasons: list[str]
 
 
 class BenchmarkConfig(BaseModel):
@@ -152,6 +179,10 @@ class BenchmarkConfig(BaseModel):
     pricing: dict[str, dict[str, float]]
     digest: str  # sha256 of the TOML bytes
     raw: dict[str, Any]
+    skipped: list[SkippedTask] = Field(default_factory=list)
+    images: dict[str, str] = Field(default_factory=dict)
+    pull_images: bool = False
+    expansions: list[dict[str, Any]] = Field(default_factory=list)  # per dataset entry, for `check`
 
     @property
     def total_runs(self) -> int:
@@ -173,11 +204,16 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], bytes]:
 
 
 def load_config(
-    path: str | Path, *, backend_env: str | None = None, agents: tuple[str, ...] | None = None
+    path: str | Path, *, backend_env: str | None = None, agents: tuple[str, ...] | None = None,
+    skip_unsupported: bool = False,
 ) -> BenchmarkConfig:
     """Parse and validate a benchmark config and every task it names, before anything runs.
 
     ``backend_env``: the ``SANDBOX_BACKEND`` environment value (overrides the config's default).
+    ``[[datasets]]`` entries and ``prepared_dir``s that are directories of tasks expand to one
+    entry per task (``rollouts.datasets``). A task this harness cannot run (``Task.unsupported``)
+    is a ConfigError listing every such task and reason, unless ``skip_unsupported``: then it is
+    left out and listed in ``BenchmarkConfig.skipped``.
     Raises ConfigError (exit 2) naming the file and the key (e.g. ``tasks[2].rollouts``).
     """
     path = Path(path)
@@ -205,12 +241,19 @@ def load_config(
         agents = tuple(REGISTRY)
     known_agents = agents or AGENTS
     entries: list[TaskEntry] = []
+    skipped: list[SkippedTask] = []
+    expansions: list[dict[str, Any]] = []
     defaults = doc.defaults.model_dump(exclude_none=True)
-    for i, t in enumerate(doc.tasks):
-        merged = {**defaults, **t.model_dump(exclude_none=True)}
+    if not doc.tasks and not doc.datasets:
+        raise ConfigError("required key is missing (at least one [[tasks]] or [[datasets]] entry)",
+                          file=str(path), field="tasks")
+    for where, t, task_dir, source in _expand_entries(doc, path, defaults, expansions):
+        merged = {**defaults, **t.model_dump(exclude_none=True, exclude=_DATASET_ONLY)}
         if "environment_variables" in defaults and "environment_variables" in t.model_fields_set:
             merged["environment_variables"] = {**defaults["environment_variables"], **t.environment_variables}
-        where = f"tasks[{i}]"
+        if task_dir is not None:
+            merged["prepared_dir"] = str(task_dir)
+        i = len(entries)
 
         def key(name: str, where: str = where, t: TaskEntryFields = t) -> str:
             """Where a merged key came from: ``tasks[i].name`` or ``defaults.name``."""
@@ -219,7 +262,6 @@ def load_config(
                 if name in t.model_fields_set or name not in defaults
                 else f"defaults.{name}"
             )
-
         if not merged.get("prepared_dir"):
             raise ConfigError("required key is missing", file=str(path), field=f"{where}.prepared_dir")
         agent = merged.get("agent", DEFAULT_AGENT)
@@ -256,6 +298,14 @@ def load_config(
             why = "is not a directory" if task_dir.exists() else "not found"
             raise ConfigError(f"task directory {why}: {task_dir}", file=str(path), field=key("prepared_dir"))
         task = load_task(task_dir, overrides_path if apply else None)
+        if source is not None:
+            task = task.model_copy(update={"source": source})
+        if not task.supported:
+            skipped.append(SkippedTask(where=where, task_dir=str(task_dir), task_name=task.name,
+                                       reasons=list(task.unsupported)))
+            continue
+        if doc.images or doc.pull_images:
+            task = task.model_copy(update={"image_map": dict(doc.images), "pull_images": doc.pull_images})
         check_dockerfile(task)
         env = dict(task.meta.environment_variables)
         env.update(merged.get("environment_variables", {}))
@@ -273,6 +323,7 @@ def load_config(
         entries.append(
             TaskEntry(
                 index=i,
+                where=where,
                 task=task,
                 prepared_dir=merged["prepared_dir"],
                 model=model,
@@ -286,7 +337,22 @@ def load_config(
                 backend=backend_env or merged.get("backend") or doc.backend or "docker",
             )
         )
+    if skipped and not skip_unsupported:
+        lines = [f"  {k.where} {k.task_name} ({k.task_dir}): {'; '.join(k.reasons)}" for k in skipped]
+        raise ConfigError(
+            f"{len(skipped)} task(s) cannot run here (run with --skip-unsupported to run the others):\n"
+            + "\n".join(lines), file=str(path))
+    if not entries and not skipped:
+        raise ConfigError("the config names no task", file=str(path))
+    total = sum(e.rollouts for e in entries)
+    if total > MAX_TOTAL_RUNS:
+        raise ConfigError(f"{total} runs in total (tasks × rollouts); at most {MAX_TOTAL_RUNS}",
+                          file=str(path), field="tasks")
     return BenchmarkConfig(
+        skipped=skipped,
+        images=dict(doc.images),
+        pull_images=doc.pull_images,
+        expansions=expansions,
         path=path,
         name=doc.name,
         parallel=doc.parallel,
@@ -296,6 +362,56 @@ def load_config(
         digest=hashlib.sha256(data).hexdigest(),
         raw=raw,
     )
+
+
+_DATASET_ONLY = {"path", "registry", "dataset", "include", "exclude", "n_tasks", "seed"}
+
+
+def _expand_entries(doc: BenchmarkFile, path: Path, defaults: dict, expansions: list[dict[str, Any]]):
+    """Yield ``(where, fields, task_dir or None, source or None)`` for every task the config names:
+    ``[[tasks]]`` entries (a prepared_dir holding several tasks expands), then ``[[datasets]]``."""
+    from rollouts.datasets import expand_dir, expand_registry
+    from rollouts.formats import is_task_dir
+
+    for i, t in enumerate(doc.tasks):
+        where = f"tasks[{i}]"
+        pd = t.prepared_dir or defaults.get("prepared_dir")
+        if pd and Path(pd).is_dir() and not is_task_dir(Path(pd)):
+            exp = expand_dir(Path(pd))
+            expansions.append({"where": where, "path": pd, "total": exp.total, "matched": exp.matched,
+                               "tasks": [str(x.dir) for x in exp.tasks]})
+            for x in exp.tasks:
+                yield where, t, x.dir, None
+        else:
+            yield where, t, None, None
+    for i, d in enumerate(doc.datasets):
+        where = f"datasets[{i}]"
+        if (d.path is None) == (d.registry is None):
+            raise ConfigError("give either 'path' (a directory of tasks) or 'registry' + 'dataset'",
+                              file=str(path), field=where)
+        if d.prepared_dir is not None:
+            raise ConfigError("not allowed in [[datasets]] (use 'path')", file=str(path), field=f"{where}.prepared_dir")
+        if d.path is not None:
+            if d.dataset is not None:
+                raise ConfigError("'dataset' needs 'registry'", file=str(path), field=f"{where}.dataset")
+            root = Path(d.path)
+            if not root.is_dir():
+                raise ConfigError(f"dataset directory not found: {root}", file=str(path), field=f"{where}.path")
+            exp = expand_dir(root, d.include, d.exclude, d.n_tasks, d.seed)
+            shown = d.path
+        else:
+            if not d.dataset:
+                raise ConfigError("required key is missing (name@version)", file=str(path), field=f"{where}.dataset")
+            assert d.registry is not None
+            exp = expand_registry(d.registry, d.dataset, Path.cwd(), d.include, d.exclude, d.n_tasks, d.seed)
+            shown = f"{d.dataset} from {d.registry}"
+        if not exp.tasks:
+            raise ConfigError(f"selects no task ({exp.total} found, {exp.matched} after include/exclude)",
+                              file=str(path), field=where)
+        expansions.append({"where": where, "path": shown, "total": exp.total, "matched": exp.matched,
+                           "tasks": [str(x.dir) for x in exp.tasks]})
+        for x in exp.tasks:
+            yield where, d, x.dir, x.source
 
 
 def _check_agent_options(agent: str, options: dict[str, Any], file: str, field: str) -> None:

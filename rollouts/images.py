@@ -202,6 +202,65 @@ def _run_streaming(cmd: list[str], log: Log) -> None:
         raise ImageBuildError(f"mmdebstrap failed (exit {rc}):\n" + "\n".join(tail))
 
 
+_FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.M | re.I)
+
+
+def from_images(dockerfile_text: str) -> list[str]:
+    """The external images a Dockerfile's ``FROM`` lines name, in order (stage names, ``scratch``
+    and ``${ARG}`` references excluded)."""
+    stages: set[str] = set()
+    out: list[str] = []
+    for m in _FROM.finditer(dockerfile_text):
+        ref, alias = m.group(1), m.group(2)
+        if ref.lower() != "scratch" and "$" not in ref and ref.lower() not in stages and ref not in out:
+            out.append(ref)
+        if alias:
+            stages.add(alias.lower())
+    return out
+
+
+def base_images_of(task: Task) -> list[str]:
+    """Images ``task`` needs from outside (before ``[images]`` mapping): its prebuilt image, or the
+    FROM images of a Dockerfile used as written. Empty for our ``FROM ${BASE_IMAGE}`` convention."""
+    env = task.meta.environment
+    if env.image:
+        return [env.image]
+    if env.dockerfile and env.dockerfile_from == "as_written":
+        df = task.dir / env.dockerfile
+        return from_images(df.read_text(errors="replace"))
+    return []
+
+
+def mapped_image(ref: str, mapping: dict[str, str]) -> str:
+    """``ref`` through the config's ``[images]`` table (exact name, else the name without a tag or
+    digest matching a key without one)."""
+    if ref in mapping:
+        return mapping[ref]
+    bare = re.split(r"[@]", ref)[0]
+    bare = bare.rsplit(":", 1)[0] if ":" in bare.rsplit("/", 1)[-1] else bare
+    return mapping.get(bare, ref)
+
+
+def missing_base_images(client: docker.DockerClient, tasks: list[Task], mapping: dict[str, str]) -> dict[str, list[str]]:
+    """Base images (after mapping) that are not present in the local engine → the task names
+    needing them. Looks only at local images (never pulls). ``rollouts-base`` counts as present
+    (it is built locally on demand)."""
+    need: dict[str, list[str]] = {}
+    for t in tasks:
+        for ref in base_images_of(t):
+            m = mapped_image(ref, mapping)
+            need.setdefault(m, [])
+            if t.name not in need[m]:
+                need[m].append(t.name)
+    missing: dict[str, list[str]] = {}
+    for ref, names in need.items():
+        if ref == BASE_REPO or ref.startswith(BASE_REPO + ":"):
+            continue
+        if not _image_exists(client, ref):
+            missing[ref] = names
+    return missing
+
+
 def _dockerfile(task: Task) -> Path | None:
     rel = task.meta.environment.dockerfile
     return None if rel is None else (task.dir / rel).resolve()
@@ -243,6 +302,11 @@ def ensure_task_image(client: docker.DockerClient, task: Task, log: Log | None =
     (with the last ~20 build lines) if the build fails, and whatever ensure_base_image raises.
     """
     log = log or (lambda _line: None)
+    env = task.meta.environment
+    if env.image or env.dockerfile_from == "as_written":
+        from rollouts.image_build import ensure_as_written
+
+        return ensure_as_written(client, task, log, lambda: ensure_base_image(client, log))
     base_ref = ensure_base_image(client, log)
     df = _dockerfile(task)
     if df is None:

@@ -1,6 +1,9 @@
-"""Prepared task directories: the ``tb_meta.json`` schema, ``overrides.json`` merge, validation.
+"""The in-memory task every format produces, its model (the ``tb_meta.json`` schema), and
+``load_task(dir)``, which dispatches on the format registry (``rollouts.formats.FORMATS``).
 
-A prepared task directory holds ``tb_meta.json`` plus the files it names::
+Formats: ``tb_meta`` (ours, below), ``harbor`` (``task.toml``), ``terminal_bench`` (TB1
+``task.yaml``). Each reads its directory into the same :class:`Task`. Our own prepared task
+directory holds ``tb_meta.json`` plus the files it names::
 
     my_task/
       tb_meta.json          # this schema (schema_version 1)
@@ -17,26 +20,35 @@ The JSON Schema is shipped at ``rollouts/schemas/tb_meta.schema.json`` (regenera
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import json
 import os
 import re
-import stat
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from rollouts.errors import ConfigError
+from rollouts.taskio import (  # re-exported: config.py and older callers import them from here
+    MAX_JSON_BYTES,
+    check_symlinks,
+    deep_merge,
+    dir_digest,
+    format_validation_error,
+    read_bytes_checked,
+    read_json,
+)
 
 SCHEMA_VERSION = 1
 META_FILE = "tb_meta.json"
 OVERRIDES_FILE = "overrides.json"
 
 MAX_TIMEOUT_SEC = 7 * 24 * 3600  # a week: anything above is a typo (and overflows timers)
-MAX_JSON_BYTES = 4 * 1024 * 1024  # tb_meta.json / overrides.json / the benchmark TOML
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # no '.', '..', '/', leading '-'
+# Task names may carry one namespace (Harbor's "org/name", e.g. "terminal-bench/regex-log").
+TASK_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$"
 # Paths the harness owns inside a sandbox: a task's workdir may not be one of them, inside one,
 # or an ancestor of one (the verifier wipes /tests and /logs/verifier before grading).
 RESERVED_SANDBOX_DIRS = ("/tests", "/logs", "/solution", "/proc", "/sys", "/dev")
@@ -59,6 +71,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
+class Healthcheck(_Strict):
+    """A readiness check run after the sandbox starts (Harbor's ``[environment.healthcheck]``, Docker
+    HEALTHCHECK semantics): one success ends it; during ``start_period_sec`` failures do not count
+    (retried every ``start_interval_sec``), afterwards ``retries`` failures in a row fail the run.
+    Times in seconds."""
+
+    command: str = Field(..., min_length=1)
+    interval_sec: float = Field(5.0, ge=0, le=3600)
+    timeout_sec: float = Field(30.0, gt=0, le=3600)
+    start_period_sec: float = Field(0.0, ge=0, le=3600)
+    start_interval_sec: float = Field(5.0, ge=0, le=3600)
+    retries: int = Field(3, ge=1, le=1000)
+
+
 class Environment(_Strict):
     """How the sandbox image is made and where the workspace lives."""
 
@@ -66,6 +92,34 @@ class Environment(_Strict):
         None, description="Dockerfile relative to the task dir; FROM $BASE_IMAGE. None = the base image."
     )
     workdir: str = Field("/workspace", description="Absolute path of the workspace inside the sandbox.")
+    image: str | None = Field(
+        None, description="A prebuilt image to run instead of building a Dockerfile (Harbor's docker_image); "
+        "mapped through the config's [images] table.",
+    )
+    dockerfile_from: Literal["base_image", "as_written"] = Field(
+        "base_image", description="base_image: the Dockerfile starts 'ARG BASE_IMAGE' / 'FROM ${BASE_IMAGE}'; "
+        "as_written: its FROM images are used as written (mapped through [images]).",
+    )
+    build_timeout_sec: float = Field(600, gt=0, le=MAX_TIMEOUT_SEC, description="Image build limit (seconds).")
+    state: Literal["workspace", "image"] = Field(
+        "workspace", description="workspace: the 'workspace' dir is copied in and committed as a git repo in "
+        "workdir; image: the starting state is what the image holds at workdir (snapshotted with a git dir "
+        "outside it, never committed into it).",
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Environment of every process in the sandbox.")
+    logs_dirs: bool = Field(False, description="Create /logs/agent, /logs/verifier and /logs/artifacts (Harbor).")
+    healthcheck: Healthcheck | None = Field(None, description="Run until healthy before the agent starts.")
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        return check_env_vars(v) or {}
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Environment:
+        if self.image is not None and self.dockerfile is not None:
+            raise ValueError("give either 'image' or 'dockerfile', not both")
+        return self
 
     @field_validator("workdir")
     @classmethod
@@ -94,6 +148,21 @@ class Tests(_Strict):
     mode: Literal["fresh", "shared"] = Field(
         "fresh", description="fresh: grade in a new sandbox from the diff; shared: in the agent's sandbox."
     )
+    stop: Literal["all", "agent"] = Field(
+        "all", description="shared mode, before the tests go in: all = every process but PID 1 is killed; "
+        "agent = only the agent's own process tree (services it started keep running, as Harbor does).",
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment of the verifier command.")
+    network: bool | None = Field(None, description="Verifier network (fresh mode); None = the task's network.")
+    exit_code: Literal["checked", "ignored"] = Field(
+        "checked", description="checked: a non-zero exit with a positive reward is an error; ignored: only "
+        "the reward file counts (Harbor).",
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        return check_env_vars(v) or {}
 
     @field_validator("command")
     @classmethod
@@ -119,19 +188,45 @@ class Resources(_Strict):
     cpus: float = Field(1.0, gt=0, le=64, description="CPU cores.")
     memory_mb: int = Field(1024, ge=64, le=1024 * 1024, description="Memory limit in MiB.")
     pids: int = Field(512, ge=16, le=4_194_304, description="Maximum number of processes.")
+    storage_mb: int | None = Field(
+        None, ge=1, description="Disk the task asks for (MiB); recorded and shown, not enforced by docker here."
+    )
+
+
+class Artifact(_Strict):
+    """A sandbox path collected into the run's ``artifacts/`` after the agent (Harbor ``artifacts``)."""
+
+    source: str = Field(..., min_length=2, pattern=r"^/", description="Absolute path in the sandbox.")
+    destination: str | None = Field(None, description="Relative path under artifacts/ (default: the name).")
+
+    @field_validator("source", "destination")
+    @classmethod
+    def _no_dotdot(cls, v: str | None) -> str | None:
+        if v is not None and (".." in v.split("/") or "\0" in v):
+            raise ValueError("must not contain '..' or NUL characters")
+        return v
+
+    @field_validator("destination")
+    @classmethod
+    def _relative(cls, v: str | None) -> str | None:
+        if v is not None and (v.startswith("/") or not v.strip("/")):
+            raise ValueError("must be a non-empty relative path")
+        return v
 
 
 class TaskMeta(_Strict):
     """``tb_meta.json``: everything the harness needs to run and grade one task."""
 
     schema_version: Literal[1] = Field(..., description="Format version of this file (1).")
-    name: str = Field(..., min_length=1, max_length=100, pattern=NAME_PATTERN)
+    name: str = Field(..., min_length=1, max_length=100, pattern=TASK_NAME_PATTERN)
     description: str = ""
     instruction: str = Field("instruction.md", description="File with the instruction for the agent.")
     workspace: str | None = Field("workspace", description="Starting workspace directory (None = empty).")
     environment: Environment = Environment()
     tests: Tests = Tests()
     solution: str | None = Field(None, description="Reference solution script, run by the oracle agent.")
+    solution_env: dict[str, str] = Field(default_factory=dict, description="Extra environment of the solution.")
+    artifacts: list[Artifact] = Field(default_factory=list, description="Sandbox paths collected after the agent.")
     timeouts: Timeouts = Timeouts()
     resources: Resources = Resources()
     network: bool = Field(False, description="Whether the agent sandbox gets network access.")
@@ -145,187 +240,100 @@ class TaskMeta(_Strict):
             raise ValueError("expected the integer 1")
         return v
 
-    @field_validator("environment_variables")
+    @field_validator("environment_variables", "solution_env")
     @classmethod
     def _env(cls, v: dict[str, str]) -> dict[str, str]:
         return check_env_vars(v) or {}
 
 
 class Task(BaseModel):
-    """A validated task: its directory, merged metadata and content digest."""
+    """A validated task, whatever its on-disk format.
+
+    ``dir``: the task directory; ``meta``: everything the harness needs (the tb_meta.json model);
+    ``digest``: sha256 of every file in the dir (+ applied overrides); ``format``: the registry key
+    of the format that read it; ``unsupported``: reasons this harness cannot run it, each naming
+    the key (empty = runnable); ``notes``: how keys were mapped (shown by ``tasks show``);
+    ``overlay``: files the format adds to the task's view (task-relative path → bytes, e.g. a
+    Terminal-Bench ``run-tests.sh`` placed under ``tests/``), see :meth:`view_dir`;
+    ``image_map`` / ``pull_images``: the config's ``[images]`` mapping and whether the engine may
+    pull (set by ``load_config``); ``source``: where a
+    registry task came from (git_url, git_commit_id, path).
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     dir: Path
     meta: TaskMeta
     instruction: str
-    digest: str  # sha256 of every file in the task dir + applied overrides
+    digest: str
+    format: str = "tb_meta"
+    unsupported: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    overlay: dict[str, bytes] = Field(default_factory=dict)
+    image_map: dict[str, str] = Field(default_factory=dict)
+    pull_images: bool = False
+    source: dict[str, str] | None = None
+    _view: Path | None = PrivateAttr(default=None)
 
     @property
     def name(self) -> str:
         return self.meta.name
 
+    @property
+    def supported(self) -> bool:
+        return not self.unsupported
+
     def path(self, rel: str | None) -> Path | None:
-        return None if rel is None else self.dir / rel
+        return None if rel is None else self.view_dir() / rel
+
+    def view_dir(self) -> Path:
+        """The task dir as the harness sees it: ``dir`` itself, or (with an ``overlay``) a copy
+        with the overlay files added, made once per content digest under the cache
+        (``$XDG_CACHE_HOME/rollouts/views/<digest>``). Raises ConfigError if it cannot be written."""
+        if not self.overlay:
+            return self.dir
+        if self._view is not None:
+            return self._view
+        dest = cache_root() / "views" / self.digest
+        if not (dest / ".complete").is_file():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".view-", dir=dest.parent))
+            try:
+                shutil.copytree(self.dir, tmp, symlinks=True, dirs_exist_ok=True)
+                for rel, data in self.overlay.items():
+                    p = tmp / rel
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                    if p.is_symlink():
+                        p.unlink()
+                    p.write_bytes(data)
+                    p.chmod(0o755 if rel.endswith(".sh") else 0o644)
+                (tmp / ".complete").write_text(self.digest)
+                try:
+                    tmp.rename(dest)
+                except OSError:  # another process made it first
+                    shutil.rmtree(tmp, ignore_errors=True)
+            except OSError as e:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise ConfigError(f"cannot prepare the task view: {e}", file=str(self.dir)) from None
+        self._view = dest
+        return dest
 
 
-def _short_repr(v: Any, limit: int = 80) -> str:
-    r = repr(v)
-    return r if len(r) <= limit else r[: limit - 1] + "…"
-
-
-def _loc_part(p: Any) -> str:
-    """A key as shown in a message: itself if printable and short, else its (shortened) repr."""
-    text = str(p)
-    return text if text.isprintable() and len(text) <= 60 and "." not in text else _short_repr(text, 60)
-
-
-def format_validation_error(err: ValidationError) -> tuple[str, str]:
-    """First pydantic error as (dotted field, message with the offending value, shortened)."""
-    e = err.errors()[0]
-    field = ".".join(_loc_part(p) for p in e["loc"]) or "<root>"
-    msg = e["msg"]
-    if e["type"] == "extra_forbidden":
-        msg = "unknown key (not part of the schema)"
-    elif e["type"] == "missing":
-        msg = "required key is missing"
-    else:
-        msg = f"{msg} (got {_short_repr(e.get('input'))})"
-    return field, msg
-
-
-def read_bytes_checked(path: Path, what: str = "file", limit: int = MAX_JSON_BYTES) -> bytes:
-    """Bytes of a regular file, at most ``limit``; ConfigError naming the file otherwise.
-
-    A FIFO or device would block or never end, so anything but a regular file is refused
-    before it is opened.
-    """
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise ConfigError(f"{what} not found", file=str(path)) from None
-    except OSError as e:  # ELOOP, ENAMETOOLONG, EACCES on a parent …
-        raise ConfigError(f"cannot read {what}: {e.strerror}", file=str(path)) from None
-    if stat.S_ISDIR(st.st_mode):
-        raise ConfigError(f"expected a {what}, got a directory", file=str(path))
-    if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"expected a regular {what} (not a pipe, socket or device)", file=str(path))
-    if st.st_size > limit:
-        raise ConfigError(f"{what} is too large ({st.st_size} bytes; at most {limit})", file=str(path))
-    try:
-        with open(path, "rb") as f:
-            return f.read(limit + 1)[:limit]
-    except OSError as e:
-        raise ConfigError(f"cannot read {what}: {e.strerror}", file=str(path)) from None
-
-
-def read_json(path: Path) -> Any:
-    """Read a JSON file; ConfigError naming the file on any read or parse problem."""
-    raw = read_bytes_checked(Path(path), "JSON file")
-    if not raw.strip():
-        raise ConfigError("file is empty (expected a JSON object)", file=str(path))
-    try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"not UTF-8 text (invalid byte at offset {e.start})", file=str(path)) from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(
-            f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}", file=str(path)
-        ) from None
-    except RecursionError:
-        raise ConfigError("invalid JSON: nested too deeply", file=str(path)) from None
-    except ValueError as e:  # from _reject_constant
-        raise ConfigError(f"invalid JSON: {e}", file=str(path)) from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def deep_merge(base: dict, over: dict) -> dict:
-    """Recursively merge ``over`` into a copy of ``base`` (dicts merge, other values replace)."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def _resolve(p: Path) -> Path:
-    """``p.resolve()``; ConfigError for a symlink loop (RuntimeError or OSError by version)."""
-    try:
-        return p.resolve()
-    except (RuntimeError, OSError):
-        raise ConfigError("symlink loop", file=str(p)) from None
-
-
-def _within(p: Path, root: Path) -> bool:
-    return p == root or root in p.parents
-
-
-def _inside(root: Path, rel: str, file: Path, field: str) -> Path:
-    """Resolve ``rel`` under ``root``; ConfigError if it escapes (``..``, absolute, symlink)."""
-    if os.path.isabs(rel):
-        raise ConfigError(
-            f"must be a path relative to the task dir (got {rel!r})", file=str(file), field=field
-        )
-    if "\0" in rel:
-        raise ConfigError("path contains a NUL character", file=str(file), field=field)
-    p = _resolve(root / rel)
-    if not _within(p, root):
-        raise ConfigError(f"path escapes the task dir (got {rel!r})", file=str(file), field=field)
-    return p
-
-
-def dir_digest(root: Path, extra: bytes = b"") -> str:
-    """sha256 hex over the relative paths, modes and bytes of every file under ``root``.
-
-    File names are hashed as raw bytes (``os.fsencode``), so non-UTF-8 names work.
-    """
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        rel = os.fsencode(p.relative_to(root))
-        if p.is_symlink():
-            h.update(b"L" + rel + os.fsencode(os.readlink(p)))
-        elif p.is_file():
-            h.update(b"F" + rel + bytes([p.stat().st_mode & 0o111 != 0]))
-            with open(p, "rb") as f:
-                h.update(
-                    hashlib.file_digest(f, "sha256").digest()
-                    if hasattr(hashlib, "file_digest")
-                    else hashlib.sha256(f.read()).digest()
-                )
-    h.update(extra)
-    return h.hexdigest()
-
-
-def _check_symlinks(root: Path, task_dir: Path, workspace: Path | None) -> None:
-    """Every symlink in the task dir must resolve inside it; in the workspace, inside the workspace
-    (it is copied into the sandbox as a symlink, where an outside target means something else)."""
-    for p in sorted(root.rglob("*")):
-        if not p.is_symlink():
-            continue
-        target = _resolve(p)
-        shown = task_dir / p.relative_to(root)
-        if workspace is not None and _within(p.parent, workspace):
-            if not _within(target, workspace):
-                raise ConfigError(
-                    f"symlink in the workspace points outside the workspace (-> {os.readlink(p)!r})",
-                    file=str(shown),
-                )
-        elif not _within(target, root):
-            raise ConfigError(f"symlink points outside the task dir (-> {os.readlink(p)!r})", file=str(shown))
+def cache_root() -> Path:
+    """``$XDG_CACHE_HOME/rollouts`` (default ``~/.cache/rollouts``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rollouts"
 
 
 def check_dockerfile(task: Task) -> None:
     """The task Dockerfile's convention (``ARG BASE_IMAGE`` + ``FROM ${BASE_IMAGE}``), checked up
     front by ``load_config`` so a bad one is exit 2 before anything runs (the image build checks
-    it again). ConfigError naming the Dockerfile."""
-    if task.meta.environment.dockerfile is None:
+    it again). Dockerfiles marked ``dockerfile_from = "as_written"`` (Harbor, Terminal-Bench) are
+    exempt. ConfigError naming the Dockerfile."""
+    env = task.meta.environment
+    if env.dockerfile is None or env.dockerfile_from == "as_written":
         return
-    df = task.dir / task.meta.environment.dockerfile
+    df = task.dir / env.dockerfile
     raw = read_bytes_checked(df, "Dockerfile")
     try:
         text = raw.decode("utf-8")
@@ -340,72 +348,27 @@ def check_dockerfile(task: Task) -> None:
         )
 
 
-def _validate(raw: dict, file: Path) -> TaskMeta:
-    try:
-        return TaskMeta.model_validate(raw)
-    except ValidationError as e:
-        field, msg = format_validation_error(e)
-        raise ConfigError(msg, file=str(file), field=field) from None
-
-
 def load_task(task_dir: Path, overrides: Path | None = None) -> Task:
-    """Load and validate a prepared task directory.
+    """Load a task directory in whichever registered format it is (``rollouts.formats.FORMATS``).
 
-    ``overrides``: a JSON file holding a partial ``tb_meta.json``, deep-merged before validation.
-    Raises ConfigError naming the file and field for a missing dir, a missing, unreadable or
-    invalid ``tb_meta.json`` / overrides file, a missing or empty file it names, a path or a
-    symlink escaping the task dir (or, in the workspace, the workspace), or a Dockerfile that
-    does not follow the ``FROM ${BASE_IMAGE}`` convention.
+    ``overrides``: a JSON file holding a partial ``tb_meta.json`` deep-merged into the task's
+    metadata (any format). Raises ConfigError naming the file and field when the directory is
+    missing, is in no known format, or its files are invalid. A task that is valid but uses keys
+    this harness cannot honour loads with ``unsupported`` reasons instead of raising.
     """
+    from rollouts.formats import detect_format
+
     task_dir = Path(task_dir)
     if not task_dir.is_dir():
         raise ConfigError("task directory not found", file=str(task_dir))
-    root = _resolve(task_dir)
-    meta_path = task_dir / META_FILE
-    if meta_path.is_symlink() and not _within(_resolve(meta_path), root):
-        raise ConfigError("symlink points outside the task dir", file=str(meta_path))
-    if not meta_path.exists() and not meta_path.is_symlink():
-        raise ConfigError(f"missing {META_FILE} (every prepared task needs one)", file=str(task_dir))
-    raw = read_json(meta_path)
-    if not isinstance(raw, dict):
-        raise ConfigError(f"expected a JSON object, got {type(raw).__name__}", file=str(meta_path))
-    meta = _validate(raw, meta_path)  # errors in tb_meta.json itself name tb_meta.json
-    extra = b""
-    if overrides is not None:
-        over = read_json(Path(overrides))
-        if not isinstance(over, dict):
-            raise ConfigError("expected a JSON object (a partial tb_meta.json)", file=str(overrides))
-        meta = _validate(deep_merge(raw, over), Path(overrides))
-        extra = json.dumps(over, sort_keys=True).encode()
+    return detect_format(task_dir).load(task_dir, overrides)
 
-    def need(rel: str | None, field: str, kind: str) -> Path | None:
-        if rel is None:
-            return None
-        p = _inside(root, rel, meta_path, field)
-        ok = p.is_dir() if kind == "dir" else p.is_file()
-        if not ok:
-            raise ConfigError(f"{kind} {rel!r} not found in the task dir", file=str(meta_path), field=field)
-        return p
 
-    instruction_path = need(meta.instruction, "instruction", "file")
-    workspace = need(meta.workspace, "workspace", "dir")
-    need(meta.environment.dockerfile, "environment.dockerfile", "file")
-    need(meta.tests.dir, "tests.dir", "dir")
-    need(meta.solution, "solution", "file")
-    assert instruction_path is not None
-    raw_instruction = read_bytes_checked(instruction_path, "instruction file", limit=16 * 1024 * 1024)
-    try:
-        instruction = raw_instruction.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError("instruction is not UTF-8 text", file=str(task_dir / meta.instruction)) from None
-    if not instruction.strip():
-        raise ConfigError("instruction file is empty", file=str(task_dir / meta.instruction))
-    _check_symlinks(root, task_dir, workspace)
-    try:
-        digest = dir_digest(root, extra)
-    except OSError as e:
-        raise ConfigError(f"cannot read {e.filename}: {e.strerror}", file=str(task_dir)) from None
-    return Task(dir=task_dir, meta=meta, instruction=instruction, digest=digest)
+def overrides_digest_extra(over: dict) -> bytes:
+    """Bytes mixed into the task digest for applied overrides (stable key order)."""
+    import json
+
+    return json.dumps(over, sort_keys=True).encode()
 
 
 def json_schema() -> dict:
@@ -414,3 +377,13 @@ def json_schema() -> dict:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "tb_meta.json (rollouts prepared task, schema_version 1)"
     return schema
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+__all__ = [
+    "MAX_JSON_BYTES", "Task", "TaskMeta", "check_dockerfile", "check_env_vars", "check_symlinks", "deep_merge",
+    "dir_digest", "format_validation_error", "load_task", "read_bytes_checked", "read_json",
+]

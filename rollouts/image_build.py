@@ -1,0 +1,141 @@
+"""Images for tasks whose Dockerfile is used as written (Harbor, Terminal-Bench) or that name a
+prebuilt image: ``FROM ubuntu:24.04`` and the like, mapped through the config's ``[images]``
+table on machines without a registry (``"python:3.13-slim" = "rollouts-base"``).
+
+A Dockerfile is built with its FROM lines rewritten to the mapped images (the task's files are
+never changed: the build context is streamed as a tar with the rewritten Dockerfile), tagged
+``rollouts-task-<name>:<digest12>`` where the digest covers the build context, the Dockerfile
+name and the id of every base image, so an existing tag means nothing to build. One build per
+digest (thread + file lock), under the task's ``build_timeout_sec``. The engine pulls only when
+the config says it can (``pull_images = true``); otherwise a missing base is EnvironmentNotReady
+(``check`` and ``run`` report missing images up front, exit 3).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+import docker.errors
+
+from rollouts.errors import EnvironmentNotReady, ImageBuildError
+from rollouts.images import (
+    _ANSI,
+    BASE_REPO,
+    BUILD_LOG_TAIL,
+    LABEL_KIND,
+    LABEL_TOOL,
+    TOOL_NAME,
+    _image_exists,
+    _locked,
+    from_images,
+    mapped_image,
+    task_image_repo,
+)
+from rollouts.task import Task, dir_digest
+
+Log = Callable[[str], None]
+
+
+def _resolve_base(client, ref: str, task: Task, ensure_base: Callable[[], str], log: Log) -> str:
+    """A (mapped) base reference → a local image reference; pulls only if the config allows."""
+    if ref == BASE_REPO or ref.startswith(BASE_REPO + ":"):
+        return ensure_base()
+    if _image_exists(client, ref):
+        return ref
+    if not task.pull_images:
+        raise EnvironmentNotReady(
+            f"image {ref} (needed by task {task.name}) is not present and cannot be pulled here; "
+            f"map it in the config's [images] table (e.g. \"{ref}\" = \"rollouts-base\") or set pull_images = true"
+        )
+    log(f"pulling {ref}")
+    try:
+        client.images.pull(ref)
+    except docker.errors.APIError as e:
+        raise ImageBuildError(f"pulling {ref} for task {task.name} failed: {e.explanation or e}") from None
+    return ref
+
+
+def rewrite_from(text: str, resolved: dict[str, str]) -> str:
+    """``text`` with each ``FROM <ref>`` whose ref is a key of ``resolved`` rewritten to its value."""
+
+    def sub(m: re.Match) -> str:
+        ref = m.group(2)
+        return m.group(1) + resolved.get(ref, ref)
+
+    return re.sub(r"^(\s*FROM\s+(?:--platform=\S+\s+)?)(\S+)", sub, text, flags=re.M | re.I)
+
+
+def _context_tar(ctx: Path, dockerfile_rel: str, dockerfile_text: str) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for p in sorted(ctx.rglob("*")):
+            rel = p.relative_to(ctx).as_posix()
+            if rel == dockerfile_rel:
+                continue
+            tar.add(p, arcname=rel, recursive=False)
+        data = dockerfile_text.encode()
+        info = tarfile.TarInfo(dockerfile_rel)
+        info.size, info.mode, info.mtime = len(data), 0o644, 0
+        tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf
+
+
+def ensure_as_written(client, task: Task, log: Log, ensure_base: Callable[[], str]) -> str:
+    """The image reference for a task with a prebuilt ``image`` or an as-written Dockerfile.
+
+    Raises EnvironmentNotReady for a missing base that cannot be pulled, ImageBuildError (with
+    the last build lines) when the build fails or exceeds ``build_timeout_sec``.
+    """
+    env = task.meta.environment
+    if env.image:
+        return _resolve_base(client, mapped_image(env.image, task.image_map), task, ensure_base, log)
+    assert env.dockerfile is not None
+    df = (task.dir / env.dockerfile).resolve()
+    text = df.read_text(errors="replace")
+    resolved = {ref: _resolve_base(client, mapped_image(ref, task.image_map), task, ensure_base, log)
+                for ref in from_images(text)}
+    ids = "".join(f"\0{k}={client.images.get(v).id}" for k, v in sorted(resolved.items()))
+    digest = dir_digest(df.parent, f"\0dockerfile={df.name}{ids}".encode())
+    ref = f"{task_image_repo(task)}:{digest[:12]}"
+    if _image_exists(client, ref):
+        return ref
+    tlock, flock = _locked(ref)
+    with tlock, flock:
+        if _image_exists(client, ref):
+            return ref
+        changed = {k: v for k, v in resolved.items() if k != v}
+        log(f"building {ref} from {df}" + (f" (FROM mapped: {changed})" if changed else ""))
+        tail: deque[str] = deque(maxlen=BUILD_LOG_TAIL)
+        error = None
+        deadline = time.monotonic() + env.build_timeout_sec
+        try:
+            stream = client.api.build(
+                fileobj=_context_tar(df.parent, df.name, rewrite_from(text, resolved)), custom_context=True,
+                dockerfile=df.name, tag=ref, pull=False, rm=True, forcerm=True,
+                labels={LABEL_TOOL: TOOL_NAME, LABEL_KIND: "task"}, decode=True,
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    error = str(chunk["error"]).strip()
+                text_out = _ANSI.sub("", str(chunk.get("stream") or chunk.get("error") or ""))
+                for line in text_out.splitlines():
+                    if line.strip():
+                        tail.append(line)
+                        log(line)
+                if time.monotonic() > deadline:
+                    error = f"build exceeded build_timeout_sec = {env.build_timeout_sec:g} s"
+                    break
+        except docker.errors.APIError as e:
+            error = str(e.explanation or e)
+        if error is not None or not _image_exists(client, ref):
+            lines = "\n".join(tail)
+            raise ImageBuildError(f"building {ref} for task {task.name} failed: {error or 'no image'}\n{lines}")
+    log(f"built {ref}")
+    return ref

@@ -1,0 +1,307 @@
+"""The model gateway in front of scripted endpoints: real HTTP, real wire protocols, the real
+``openai`` and ``anthropic`` SDKs as the agents' side. Translation both ways, streaming, tokens,
+budgets, the exchange log."""
+
+from __future__ import annotations
+
+import json
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from rollouts.errors import ConfigError
+from rollouts.gateway import Gateway, RunLimits, UpstreamSpec
+from rollouts.gateway.core import read_exchanges
+from rollouts.gateway.scripted import Reply, ScriptedEndpoint, ToolCall
+
+REAL_KEY = "sk-real-upstream-key-123456"
+TOOLS_OPENAI = [{"type": "function", "function": {
+    "name": "write_file", "description": "write a file",
+    "parameters": {"type": "object", "properties": {"path": {"type": "string"}, "text": {"type": "string"}}}}}]
+TOOLS_RESPONSES = [{"type": "function", "name": "write_file", "description": "write a file",
+                    "parameters": TOOLS_OPENAI[0]["function"]["parameters"]}]
+TOOLS_ANTHROPIC = [{"name": "write_file", "description": "write a file",
+                    "input_schema": TOOLS_OPENAI[0]["function"]["parameters"]}]
+CALL = ToolCall("write_file", {"path": "hello.txt", "text": "Hello, world!"}, id="call_1")
+SCRIPT = [Reply(tool_calls=(CALL,), prompt_tokens=40, completion_tokens=12),
+          Reply("Done.", prompt_tokens=60, completion_tokens=3)]
+
+
+@pytest.fixture
+def endpoint():
+    with ScriptedEndpoint(SCRIPT, api_key=REAL_KEY) as ep:
+        yield ep
+
+
+def _gateway(ep: ScriptedEndpoint, kind: str = "openai", **kw) -> Gateway:
+    if kind == "openai":
+        up = UpstreamSpec("openai", ep.openai_base_url, "qwen-scripted", api_key=REAL_KEY, price_model="gpt-4o")
+    else:
+        up = UpstreamSpec("anthropic", ep.anthropic_base_url, "claude-sonnet-4-5", api_key=REAL_KEY)
+    return Gateway(up, **kw)
+
+
+def _oa(grant) -> openai.OpenAI:
+    return openai.OpenAI(base_url=grant.openai_base_url, api_key=grant.token, max_retries=0)
+
+
+def _an(grant) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=grant.anthropic_base_url, api_key=grant.token, max_retries=0)
+
+
+def _upstream_saw_only_real_key(ep: ScriptedEndpoint, grant) -> None:
+    assert ep.requests
+    for r in ep.requests:
+        auth = r.headers.get("authorization", "") + r.headers.get("x-api-key", "")
+        assert REAL_KEY in auth and grant.token not in json.dumps(r.headers)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_chat_passthrough_with_tool_calls(endpoint, stream):
+    with _gateway(endpoint) as gw:
+        g = gw.register_run("run-a")
+        oa = _oa(g)
+        msgs = [{"role": "user", "content": "write hello.txt"}]
+        if stream:
+            calls, text = {}, ""
+            for ch in oa.chat.completions.create(model=g.model_name, messages=msgs, tools=TOOLS_OPENAI, stream=True):
+                assert ch.choices, "no usage-only chunk unless the agent asked for it"
+                for tc in ch.choices[0].delta.tool_calls or []:
+                    c = calls.setdefault(tc.index, {"name": "", "args": ""})
+                    c["name"] += tc.function.name or ""
+                    c["args"] += tc.function.arguments or ""
+            assert calls[0]["name"] == "write_file" and json.loads(calls[0]["args"]) == CALL.arguments
+            r2 = oa.chat.completions.create(model="anything", messages=msgs, stream=True,
+                                            stream_options={"include_usage": True})
+            for ch in r2:
+                text += ch.choices[0].delta.content or "" if ch.choices else ""
+            assert text == "Done."
+        else:
+            r = oa.chat.completions.create(model=g.model_name, messages=msgs, tools=TOOLS_OPENAI)
+            tc = r.choices[0].message.tool_calls[0]
+            assert (tc.function.name, json.loads(tc.function.arguments)) == ("write_file", CALL.arguments)
+            assert r.usage.prompt_tokens == 40 and r.usage.completion_tokens == 12
+            r2 = oa.chat.completions.create(model="anything", messages=msgs)
+            assert r2.choices[0].message.content == "Done."
+        u = gw.usage("run-a")
+        assert (u.prompt_tokens, u.completion_tokens, u.calls) == (100, 15, 2)
+        assert u.cost_usd == pytest.approx((100 * 2.5 + 15 * 10.0) / 1e6)  # gpt-4o prices
+        ex = gw.exchanges("run-a")
+        assert [e.stream for e in ex] == [stream, stream] and all(e.latency_sec > 0 for e in ex)
+        assert ex[0].request["messages"] == msgs and ex[0].response["choices"][0]["message"]["tool_calls"]
+        assert endpoint.requests[0].body["model"] == "qwen-scripted"
+        _upstream_saw_only_real_key(endpoint, g)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_responses_translated_to_chat(endpoint, stream):
+    """Codex speaks the Responses API; a Chat Completions endpoint gets chat requests."""
+    with _gateway(endpoint) as gw:
+        g = gw.register_run("run-r")
+        oa = _oa(g)
+        kw = dict(model=g.model_name, input="write hello.txt", instructions="be brief", tools=TOOLS_RESPONSES)
+        if stream:
+            with oa.responses.stream(**kw) as s:
+                kinds = [ev.type for ev in s]
+                final = s.get_final_response()
+            assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+        else:
+            final = oa.responses.create(**kw)
+        call = [o for o in final.output if o.type == "function_call"][0]
+        assert call.name == "write_file" and json.loads(call.arguments) == CALL.arguments
+        assert final.usage.input_tokens == 40 and final.usage.output_tokens == 12
+        # the follow-up turn carries the tool output back (the Responses way)
+        follow = oa.responses.create(model=g.model_name, input=[
+            {"type": "message", "role": "user", "content": "write hello.txt"},
+            {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+            {"type": "function_call_output", "call_id": call.call_id, "output": "ok"}], tools=TOOLS_RESPONSES)
+        assert follow.output_text == "Done."
+        sent = endpoint.requests[-1]
+        assert sent.path == "/v1/chat/completions"
+        roles = [m["role"] for m in sent.body["messages"]]
+        assert "tool" in roles and any(m.get("tool_calls") for m in sent.body["messages"])
+        assert endpoint.requests[0].body["messages"][0] == {"role": "system", "content": "be brief"}
+        assert gw.usage("run-r").total_tokens if hasattr(gw.usage("run-r"), "total_tokens") else True
+        assert gw.usage("run-r").prompt_tokens == 100
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_messages_translated_to_chat(endpoint, stream):
+    """Claude Code speaks Anthropic Messages; an OpenAI-compatible endpoint gets chat requests."""
+    with _gateway(endpoint) as gw:
+        g = gw.register_run("run-m")
+        an = _an(g)
+        kw = dict(model="claude-whatever", max_tokens=256, system="be brief", tools=TOOLS_ANTHROPIC,
+                  messages=[{"role": "user", "content": "write hello.txt"}])
+        if stream:
+            with an.messages.stream(**kw) as s:
+                for _ in s:
+                    pass
+                msg = s.get_final_message()
+        else:
+            msg = an.messages.create(**kw)
+        tu = [b for b in msg.content if b.type == "tool_use"][0]
+        assert tu.name == "write_file" and tu.input == CALL.arguments and msg.stop_reason == "tool_use"
+        assert msg.usage.input_tokens == 40 and msg.usage.output_tokens == 12
+        msg2 = an.messages.create(model="claude-whatever", max_tokens=256, tools=TOOLS_ANTHROPIC, messages=[
+            {"role": "user", "content": "write hello.txt"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": tu.id, "name": tu.name, "input": tu.input}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tu.id, "content": "ok"}]}])
+        assert msg2.content[0].text == "Done."
+        assert all(r.path == "/v1/chat/completions" for r in endpoint.requests)
+        assert any(m["role"] == "tool" for m in endpoint.requests[-1].body["messages"])
+        ex = gw.exchanges("run-m")
+        assert ex[0].response["content"][0]["type"] == "tool_use" and ex[0].usage.prompt_tokens == 40
+        _upstream_saw_only_real_key(endpoint, g)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_upstream_all_protocols(endpoint, stream):
+    """Chat and Responses translated to Messages; Messages passed through (beta header kept)."""
+    with _gateway(endpoint, kind="anthropic") as gw:
+        g = gw.register_run("run-x")
+        oa, an = _oa(g), _an(g)
+        msgs = [{"role": "user", "content": "write hello.txt"}]
+        if stream:
+            args = ""
+            for ch in oa.chat.completions.create(model="m", messages=msgs, tools=TOOLS_OPENAI, stream=True):
+                for tc in (ch.choices[0].delta.tool_calls or []) if ch.choices else []:
+                    args += tc.function.arguments or ""
+            assert json.loads(args) == CALL.arguments
+            with an.messages.stream(model="m", max_tokens=64, messages=msgs,
+                                    extra_headers={"anthropic-beta": "test-beta-1"}) as s:
+                for _ in s:
+                    pass
+                assert s.get_final_message().content[0].text == "Done."
+        else:
+            r = oa.chat.completions.create(model="m", messages=msgs, tools=TOOLS_OPENAI)
+            assert json.loads(r.choices[0].message.tool_calls[0].function.arguments) == CALL.arguments
+            m = an.messages.create(model="m", max_tokens=64, messages=msgs,
+                                   extra_headers={"anthropic-beta": "test-beta-1"})
+            assert m.content[0].text == "Done."
+        r3 = oa.responses.create(model="m", input="hi")
+        assert r3.output_text == "Done."
+        assert all(r.path == "/v1/messages" and r.body["model"] == "claude-sonnet-4-5" for r in endpoint.requests)
+        assert endpoint.requests[1].headers.get("anthropic-beta") == "test-beta-1"
+        u = gw.usage("run-x")
+        assert (u.prompt_tokens, u.completion_tokens, u.calls) == (160, 18, 3)
+        assert u.cost_usd == pytest.approx((160 * 3 + 18 * 15) / 1e6)
+        _upstream_saw_only_real_key(endpoint, g)
+
+
+def test_tokens_refused(endpoint):
+    other = _gateway(endpoint)
+    with _gateway(endpoint) as gw, other:
+        a = gw.register_run("run-a")
+        b = gw.register_run("run-b")
+        foreign = other.register_run("run-a")
+        assert len({a.token, b.token, foreign.token}) == 3
+        url = a.openai_base_url + "/chat/completions"
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        for headers in ({}, {"Authorization": f"Bearer {foreign.token}"},
+                        {"x-api-key": "rgw-guess"}, {"Authorization": REAL_KEY}):
+            r = httpx.post(url, json=body, headers=headers)
+            assert r.status_code == 401, headers
+            assert r.json()["error"]["message"]
+        r = httpx.post(a.anthropic_base_url + "/v1/messages", json={**body, "max_tokens": 5})
+        assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=a.openai_base_url, api_key=foreign.token, max_retries=0).models.list()
+        # a run's token only counts for that run
+        assert _oa(b).chat.completions.create(model="m", messages=body["messages"]).choices
+        assert gw.usage("run-a").calls == 0 and gw.usage("run-b").calls == 1
+        # revoked at the end of the run
+        gw.unregister("run-b")
+        with pytest.raises(openai.AuthenticationError):
+            _oa(b).chat.completions.create(model="m", messages=body["messages"])
+        assert len(endpoint.requests) == 1 and gw.unauthenticated >= 7
+
+
+def test_budget_max_total_tokens_200(endpoint, tmp_path):
+    log = tmp_path / "agent" / "gateway_exchanges.jsonl"
+    with _gateway(endpoint) as gw:
+        g = gw.register_run("run-l", RunLimits(max_total_tokens=200), log_path=log)
+        oa = _oa(g)
+        oa.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])  # 40 + 12 tokens
+        assert not gw.limit_hit("run-l")
+        big = "word " * 400  # ~400 prompt tokens: 52 used + 400 > 200
+        with pytest.raises(openai.RateLimitError) as ei:
+            oa.chat.completions.create(model="m", messages=[{"role": "user", "content": big}])
+        assert ei.value.code == "insufficient_quota" and "max_total_tokens=200" in str(ei.value)
+        assert ei.value.response.headers["x-should-retry"] == "false"
+        assert len(endpoint.requests) == 1, "the overshooting request never reached the upstream"
+        assert gw.limit_hit("run-l")
+        with pytest.raises(anthropic.BadRequestError, match="budget"):
+            _an(g).messages.create(model="m", max_tokens=10, messages=[{"role": "user", "content": big}])
+        u = gw.usage("run-l")
+        assert (u.prompt_tokens + u.completion_tokens, u.calls) == (52, 1)
+        logged = read_exchanges(log)
+        assert [(e.status_code, e.refused) for e in logged] == [(200, None), (429, "limit"), (400, "limit")]
+        assert logged == gw.exchanges("run-l")
+
+
+def test_budget_crossed_by_a_response_blocks_the_next(endpoint):
+    with _gateway(endpoint) as gw:
+        g = gw.register_run("run-c", RunLimits(max_total_tokens=50))
+        oa = _oa(g)
+        oa.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])  # 52 > 50: delivered
+        assert gw.limit_hit("run-c")
+        with pytest.raises(openai.RateLimitError):
+            oa.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        assert len(endpoint.requests) == 1
+
+
+def test_budget_max_cost_usd(endpoint):
+    with _gateway(endpoint) as gw:  # gpt-4o: $2.5 / $10 per 1M
+        g = gw.register_run("run-$", RunLimits(max_cost_usd=0.0002))
+        oa = _oa(g)
+        oa.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])  # $0.00022
+        assert gw.limit_hit("run-$")
+        with pytest.raises(openai.RateLimitError, match="max_cost_usd"):
+            oa.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_cost_limit_needs_a_price(endpoint):
+    up = UpstreamSpec("openai", endpoint.openai_base_url, "mystery-model", api_key=REAL_KEY)
+    with Gateway(up) as gw:
+        with pytest.raises(ConfigError, match="mystery-model"):
+            gw.register_run("r", RunLimits(max_cost_usd=1.0))
+        gw.register_run("r2")
+        assert gw.usage("r2").cost_usd is None  # unknown price is never reported as 0
+
+
+def test_upstream_error_reaches_the_agent_without_the_key():
+    with ScriptedEndpoint(SCRIPT, api_key="sk-some-other-key-999") as ep:  # our key is rejected
+        with _gateway(ep) as gw:
+            g = gw.register_run("run-e")
+            with pytest.raises(openai.AuthenticationError) as ei:
+                _oa(g).chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+            assert REAL_KEY not in str(ei.value)
+            ex = gw.exchanges("run-e")
+            assert ex[0].status_code == 401 and REAL_KEY not in ex[0].model_dump_json()
+            assert gw.usage("run-e").calls == 0
+
+
+def test_upstream_unreachable_is_502():
+    up = UpstreamSpec("openai", "http://127.0.0.1:9/v1", "m", api_key=REAL_KEY)
+    with Gateway(up) as gw:
+        g = gw.register_run("run-u")
+        with pytest.raises(openai.APIStatusError) as ei:
+            _oa(g).chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        assert ei.value.status_code >= 500
+
+
+def test_upstream_for_model_names(monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    env = {"OPENAI_API_KEY": "sk-x", "ANTHROPIC_API_KEY": "sk-ant-y"}
+    assert UpstreamSpec.for_model("local", local_base_url="http://127.0.0.1:5/v1").model == "local"
+    up = UpstreamSpec.for_model("claude-sonnet-4-5", environ=env)
+    assert (up.kind, up.api_key, up.base_url) == ("anthropic", "sk-ant-y", "https://api.anthropic.com")
+    up = UpstreamSpec.for_model("gpt-4o", environ=env)
+    assert (up.kind, up.responses_api) == ("openai", True) and "sk-x" not in repr(up)
+    from rollouts.errors import EnvironmentNotReady
+
+    with pytest.raises(EnvironmentNotReady, match="OPENAI_API_KEY"):
+        UpstreamSpec.for_model("gpt-4o", environ={})
