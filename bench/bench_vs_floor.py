@@ -66,23 +66,40 @@ def floor(client, image: str, runs: int) -> dict:
     return {"wall": time.monotonic() - t0, "timings": timings}
 
 
-def harbor(tmp: Path, runs: int) -> dict:
-    """``harbor run`` of the task converted to Harbor's layout, oracle agent, ``runs`` trials."""
+def harbor_task(dest: Path, image: str) -> Path:
+    """shell_hello_file in Harbor's layout: the workspace baked into an image FROM our base image
+    (no registry here), the same solution and tests (test.sh writes /logs/verifier/reward.json)."""
+    meta = json.loads((TASK / "tb_meta.json").read_text())
+    shutil.copytree(TASK / "tests", dest / "tests")
+    shutil.copytree(TASK / "solution", dest / "solution")
+    shutil.copytree(TASK / meta["workspace"], dest / "environment" / "workspace")
+    (dest / "environment" / "Dockerfile").write_text(
+        f"FROM {image}\nWORKDIR /workspace\nCOPY workspace/ /workspace/\n")
+    (dest / "instruction.md").write_text((TASK / "instruction.md").read_text())
+    res = meta["resources"]
+    (dest / "task.toml").write_text(
+        'schema_version = "1.1"\n[task]\nname = "rollouts/shell_hello_file"\n'
+        f"[agent]\ntimeout_sec = {meta['timeouts']['agent_sec']}\n"
+        f"[verifier]\ntimeout_sec = {meta['timeouts']['verifier_sec']}\n"
+        f'[environment]\ncpus = {res["cpus"]}\nmemory_mb = {res["memory_mb"]}\nworkdir = "/workspace"\n')
+    return dest
+
+
+def harbor(tmp: Path, runs: int, image: str) -> dict:
+    """``harbor run`` of the task in Harbor's layout, its oracle agent, ``runs`` trials one at a time."""
     hb = shutil.which("harbor")
     task_dir = tmp / "harbor_task"
     if not task_dir.exists():
-        conv = subprocess.run([*CLI, "tasks", "convert", str(TASK), "--to", "harbor", "-o", str(task_dir)],
-                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
-        if conv.returncode != 0:
-            raise RuntimeError(f"cannot convert the task to Harbor's format: {conv.stderr[-500:]}")
+        harbor_task(task_dir, image)
     jobs = tmp / "harbor_jobs"
     t0 = time.monotonic()
     r = subprocess.run([hb, "run", "--path", str(task_dir), "--agent", "oracle", "--n-attempts", str(runs),
-                        "--n-concurrent", "1", "--jobs-dir", str(jobs)], capture_output=True, text=True)  # fmt: skip
+                        "--n-concurrent", "1", "--jobs-dir", str(jobs), "--quiet"], capture_output=True, text=True)  # fmt: skip
     wall = time.monotonic() - t0
     if r.returncode != 0:
         raise RuntimeError(f"harbor run failed ({r.returncode}): {(r.stdout + r.stderr)[-2000:]}")
-    return {"wall": wall}
+    rewards = [json.loads(p.read_text()).get("verifier_result", {}) for p in jobs.glob("*/*/result.json")]
+    return {"wall": wall, "results": rewards, "out": r.stdout[-1500:]}
 
 
 def med(xs: list[float]) -> float:
@@ -113,7 +130,7 @@ def main() -> None:
             for side in order:
                 row[side] = floor(client, image, a.runs) if side == "floor" else ours(Path(tmp), a.runs)
             if a.harbor:
-                row["harbor"] = harbor(Path(tmp), a.runs)
+                row["harbor"] = harbor(Path(tmp), a.runs, image)
             row["ratio"] = row["ours"]["wall"] / row["floor"]["wall"]
             row["run_ratio"] = med([t["total"] for t in row["ours"]["timings"]]) / med(
                 [t["total"] for t in row["floor"]["timings"]])  # fmt: skip

@@ -281,6 +281,25 @@ def test_capacity_wait_is_not_multiplied_by_retries(fake):
     assert time.monotonic() - t0 < 5
 
 
+def test_restart_processes_is_a_new_sandbox_on_the_same_filesystem(fake):
+    """Strict shared-mode grading (rollouts.grading.stop) needs every process ended and the files
+    kept: Modal has no restart, so snapshot_filesystem() + a new sandbox + the old one terminated."""
+    backend = make_backend(fake)
+    sb = backend.create(spec(lifetime_sec=600))
+    sb.start()
+    sb.put_file("/workspace/out.txt", b"agent work", mode=0o755)
+    old = sb.sb
+    sb.restart_processes()
+    assert sb.sb is not old and not old.running and not old.attached
+    assert sb.get_file("/workspace/out.txt") == b"agent work" and sb.sb.modes["/workspace/out.txt"] == 0o755
+    creates = [c[2] for c in fake.calls if c[0] == "create"]
+    assert creates[1]["image"].recipe == ("snapshot", old.object_id)
+    assert creates[1]["tags"] == creates[0]["tags"] and creates[1]["timeout"] <= creates[0]["timeout"]
+    assert [s.object_id for s in fake.running()] == [sb.id]
+    sb.stop()
+    assert fake.running() == []
+
+
 # ----------------------------------------------------------------------------------- files
 def test_put_get_file_round_trip(started):
     data = bytes(range(256)) * 100

@@ -76,6 +76,8 @@ def box(request):
     yield SimpleNamespace(kind=kind, backend=backend, make=make, rollout_id=rid)
     for sb in made:
         sb.stop()
+    if isinstance(getattr(backend, "_sdk", None), DockerModal):
+        backend.sdk.cleanup()
     assert eventually(lambda: backend.list_leftovers(rid) == []), f"sandboxes of {rid} left behind"
 
 
