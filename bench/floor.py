@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import socket
 import tarfile
 import time
 from pathlib import Path
@@ -50,8 +52,11 @@ def _exec(client: docker.DockerClient, cid: str, cmd: str, cwd: str = "/", env: 
 
 def _start(client: docker.DockerClient, image: str, meta: dict):
     res = meta.get("resources") or {}
+    # The labels only keep other rollouts processes' cleanup (build leftovers, dead harnesses)
+    # off these containers: the base image's own labels would make them look like leftovers.
+    labels = {"rollouts.rollout_id": "floor-bench", "rollouts.pid": str(os.getpid()), "rollouts.host": socket.gethostname()}
     return client.containers.run(
-        image, ["sleep", "infinity"], detach=True, init=True, network_mode="none", working_dir="/",
+        image, ["sleep", "infinity"], detach=True, init=True, network_mode="none", working_dir="/", labels=labels,
         nano_cpus=int(res.get("cpus", 1) * 1e9), mem_limit=f"{res.get('memory_mb', 1024)}m",
         memswap_limit=f"{res.get('memory_mb', 1024)}m", pids_limit=res.get("pids", 512),
     )  # fmt: skip
