@@ -165,7 +165,7 @@ class ModalSandbox(Sandbox):
         return await b.acreate_sandbox(
             "sleep", "infinity", app=await b.aapp(), image=image, name=s.name, tags=dict(s.labels),
             env=plain or None, secrets=b.secrets_for(secret), workdir="/", timeout=lifetime,
-            block_network=not s.network, cpu=(s.cpus, s.cpus), memory=(s.memory_mb, s.memory_mb),
+            cpu=(s.cpus, s.cpus), memory=(s.memory_mb, s.memory_mb), **_network_kwargs(s.network),
         )  # fmt: skip
 
     def restart_processes(self) -> None:
@@ -321,3 +321,15 @@ class ModalSandbox(Sandbox):
             await sb.detach.aio()
         except Exception:  # noqa: BLE001 - closing our side of a connection; nothing to recover
             pass
+
+
+def _network_kwargs(network) -> dict:
+    """Sandbox.create's network arguments for ``SandboxSpec.network`` (False / True / a
+    NetworkAttachment). A gateway attachment opens egress only to the gateway's address
+    (``outbound_cidr_allowlist`` of Sandbox.create, modal 1.6); see docs/modal.md (gateway)."""
+    from rollouts.sandbox.base import NetworkAttachment
+
+    if isinstance(network, NetworkAttachment):
+        return {"block_network": False, "outbound_cidr_allowlist": [f"{network.gateway_host}/32"]}
+    return {"block_network": not network}
+
