@@ -638,13 +638,18 @@ PATCH = (
 
 def pipeline_handler(sb, argv, cwd, env, user):
     """What the shell_hello_file pipeline's commands print in a real sandbox (oracle agent)."""
+    import base64
+
     cmd = " ".join(argv)
     if "rollouts: base" in cmd and "git rev-parse HEAD" in cmd:
         return 0, f"{BASE_SHA}\n".encode(), b""
-    if "git diff --cached --binary" in cmd:
-        sb.files["/tmp/rollouts_diff.patch"] = PATCH
-        stats = f"rc=0\n1\t0\tgreeting.txt\n--status--\nA  greeting.txt\n--branch--\nmain\n{BASE_SHA}\n"
-        return 0, stats.encode(), b""
+    if "git diff --cached --binary" in cmd and "NONCE" in cmd:  # workspace._COLLECT: the diff on stdout
+        sep = env["SEP"]
+        out = (f"{base64.b64encode(PATCH).decode()}\n{sep}\n1\t0\tgreeting.txt\n{sep}\nref: refs/heads/main\n"
+               f"{sep}\n{env['NONCE']}\n")  # fmt: skip
+        return 0, out.encode(), b""
+    if "echo rollouts-prep-ok" in cmd:  # grading/prepare.py: apply, guard, install the tests
+        return 0, b"rollouts-prep-ok\n", b""
     if "/tests/test.sh" in cmd:
         sb.files["/logs/verifier/reward.json"] = b'{"reward": 1.0, "tests_passed": 2, "tests_total": 2}\n'
         return 0, b"2 passed\n", b""
