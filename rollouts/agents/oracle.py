@@ -20,7 +20,8 @@ class OracleAgent(Agent):
         src = ctx.task.dir / sol
         ctx.sandbox.put_dir(src.parent, SOLUTION_DIR)
         script = f"{SOLUTION_DIR}/{src.name}"
-        r = ctx.sandbox.exec(["bash", script], timeout=max(1.0, ctx.remaining()), cwd=ctx.workdir, env=ctx.env)
+        r = ctx.sandbox.exec(["bash", script], timeout=max(1.0, ctx.remaining()), cwd=ctx.workdir,
+                             env={**ctx.env, **ctx.task.meta.solution_env})
         ctx.log(f"$ bash {script}\n{r.output}")
         # remove the solution so it is not part of what the agent "left" (it is outside the repo anyway)
         ctx.sandbox.exec(["rm", "-rf", SOLUTION_DIR], timeout=30)

@@ -25,7 +25,7 @@ import yaml
 from rollouts.errors import ConfigError
 from rollouts.formats.harbor import dockerfile_workdir
 from rollouts.formats.tb_meta import apply_overrides, validate_meta
-from rollouts.task import Task
+from rollouts.task import Task, materialize
 from rollouts.taskio import check_symlinks, dir_digest, read_bytes_checked, resolve_path
 
 TASK_FILE = "task.yaml"
@@ -244,8 +244,8 @@ class TerminalBenchFormat:
         except OSError as e:
             raise ConfigError(f"cannot read {e.filename}: {e.strerror}", file=str(task_dir)) from None
         notes.append("network on (Terminal-Bench 1 containers had the network)")
-        return Task(dir=task_dir, meta=meta, instruction=instruction, digest=digest, format=self.name,
-                    unsupported=problems, notes=notes, overlay=overlay)
+        return Task(dir=materialize(task_dir, overlay, digest), origin=task_dir, meta=meta, instruction=instruction,
+                    digest=digest, format=self.name, unsupported=problems, notes=notes)
 
 
 FORMAT = TerminalBenchFormat()
