@@ -236,21 +236,21 @@ def _pick(store, name: str, latest: bool, rollout: str | None) -> str:
 @click.option("--rollout", "rollout", default=None, help="A rollout id (YYYYMMDD__HH-MM-SS).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary (versioned schema).")
 @click.option("--markdown", is_flag=True, help="GitHub markdown (e.g. >> $GITHUB_STEP_SUMMARY).")
+@click.option("--all", "show_all", is_flag=True, help="Print every row (tables stop at 50 rows otherwise).")
 @click.pass_obj
-def summarize(store, name: str | None, latest: bool, rollout: str | None, as_json: bool, markdown: bool) -> None:
-    """Summarize a rollout of benchmark NAME (reads files only). Without NAME: list benchmarks."""
+def summarize(
+    store, name: str | None, latest: bool, rollout: str | None, as_json: bool, markdown: bool, show_all: bool
+) -> None:
+    """Summarize a rollout of benchmark NAME (reads files only). Without NAME: list rollouts with
+    their per-run mean, 95% CI and n (infra errors and cancelled runs shown apart)."""
     from rollouts.report.markdown import render_markdown
-    from rollouts.report.summary import render_table
+    from rollouts.report.summary import listing_line, render_table
     from rollouts.report.summary import summarize as do_summarize
 
     if not name:
         for b in store.list_benchmarks():
-            ids = store.list_rollouts(b)
-            for rid in reversed(ids):
-                m = store.load_manifest(b, rid)
-                rewards = [r.reward for r in m.results if r.reward is not None]
-                mean = f"{sum(rewards) / len(rewards):.2f}" if rewards else "—"
-                console.print(f"{b}  {rid}  {m.status:9}  runs={len(m.results)}  mean_reward={mean}", markup=False)
+            for rid in reversed(store.list_rollouts(b)):
+                console.print(listing_line(b, store.load_manifest(b, rid)), markup=False)
         return
     rid = _pick(store, name, latest, rollout)
     s = do_summarize(store.load_manifest(name, rid))
@@ -259,7 +259,7 @@ def summarize(store, name: str | None, latest: bool, rollout: str | None, as_jso
     elif markdown:
         click.echo(render_markdown(s), nl=False)
     else:
-        render_table(s, console)
+        render_table(s, console, show_all=show_all)
 
 
 @cli.command("eval")

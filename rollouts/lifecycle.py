@@ -22,7 +22,8 @@ from rollouts import task_runtime
 from rollouts.agents import AgentContext, AgentResult, get_agent
 from rollouts.config import TaskEntry
 from rollouts.errors import ModelError, SandboxError
-from rollouts.grading.grade import grade_fresh, grade_in, start_grading_sandbox
+from rollouts.grading.grade import grade_fresh, grade_shared, start_grading_sandbox
+from rollouts.grading.integrity import task_label
 from rollouts.redact import redact
 from rollouts.sandbox.base import (
     LABEL_HOST,
@@ -35,14 +36,6 @@ from rollouts.sandbox.base import (
     SandboxSpec,
 )
 from rollouts.store import RunRecord, Usage, atomic_write, now_iso
-
-# Shared-mode grading: freeze everything, then kill every process except PID 1 (docker-init),
-# the container's main `sleep` and this shell, so nothing the agent started can touch the tests.
-KILL_AGENT_PROCESSES = (
-    "kill -STOP -1 2>/dev/null; main=$(ps -o pid= --ppid 1 --sort=start_time | head -1 | tr -d ' '); "
-    "for p in $(ps -e -o pid=); do case \"$p\" in 1|$$|$PPID|$main) ;; *) kill -KILL \"$p\" 2>/dev/null;; esac; done; "
-    "kill -CONT \"$main\" \"$PPID\" 2>/dev/null; true"
-)
 
 
 @dataclass
@@ -113,6 +106,7 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
     t_start = time.monotonic()
     timings: dict[str, float] = {}
     rec.started_at = rec.started_at or now_iso()
+    rec.integrity = task_label(task.meta)  # grading integrity (rollouts/grading/integrity.py)
     log = _RunLog(run_dir / "logs" / "agent.log", rec.run_id, env)
 
     def phase(name: str, t0: float) -> None:
@@ -187,10 +181,8 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
             return _finish(rec, timings, t_start)
         t0 = time.monotonic()
         if task.meta.tests.mode == "shared":
-            r = sb.exec(KILL_AGENT_PROCESSES, timeout=30)  # stop every agent process before tests go in
-            if r.exit_code != 0:
-                raise SandboxError(f"could not stop the agent's processes before grading: {r.output[-300:]}")
-            out = grade_in(sb, task, run_dir, rec.run_id, t0, "shared", env.secrets)
+            # stops the agent's processes (rollouts/grading/stop.py), then grades in its sandbox
+            out = grade_shared(sb, task, run_dir, rec.run_id, t0, env.secrets)
         else:
             sb.stop()
             _untrack(env, rec.run_id)

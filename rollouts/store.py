@@ -116,6 +116,9 @@ class RunRecord(BaseModel):
     steps: int | None = None
     attempts: list[Attempt] = Field(default_factory=list)
     image: str | None = None
+    # grading integrity of this run: isolated | trusted-toolchain | agent-controlled
+    # (rollouts.grading.integrity); None before grading or for runs recorded before it existed
+    integrity: str | None = None
 
 
 class ManifestTask(BaseModel):

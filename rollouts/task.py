@@ -149,8 +149,15 @@ class Tests(_Strict):
         "fresh", description="fresh: grade in a new sandbox from the diff; shared: in the agent's sandbox."
     )
     stop: Literal["all", "agent"] = Field(
-        "all", description="shared mode, before the tests go in: all = every process but PID 1 is killed; "
-        "agent = only the agent's own process tree (services it started keep running, as Harbor does).",
+        "all", description="shared mode, before the tests go in: all = every process in the sandbox is killed "
+        "(its PID namespace restarted); agent = only the agent's own process trees (services it started keep "
+        "running, as Harbor does; grading integrity agent-controlled). See rollouts/grading/stop.py.",
+    )
+    toolchain: Literal["image", "agent"] = Field(
+        "image",
+        description="image: the verifier must run the clean image's toolchain (shared mode: verified "
+        "unchanged, else the run fails); agent: the task needs the agent's own toolchain (grading "
+        "integrity agent-controlled). See rollouts/grading/integrity.py.",
     )
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment of the verifier command.")
     network: bool | None = Field(None, description="Verifier network (fresh mode); None = the task's network.")

@@ -12,7 +12,6 @@ from test_report import manifest, rec  # tests/ is on sys.path (pytest rootdir-l
 from rollouts.errors import ConfigError
 from rollouts.report.commands import parse_sides
 from rollouts.report.compare import (
-    MIN_TASKS_FOR_TASK_TEST,
     check_baseline,
     compare_manifests,
     parse_ref,
@@ -60,7 +59,8 @@ def test_identical_rollouts_tie():
     assert (tl["wins"], tl["losses"], tl["ties"]) == (0, 0, 8) and tl["win_rate_b"] == 0.5
     assert tl["mean_diff"] == 0 and tl["p_value"] == 1.0
     d = res["decision"]
-    assert d["basis"] == "task" and not d["significant"] and d["direction"] is None
+    # every key ties: the task-level test cannot reach alpha (T' = 0), so the run level speaks
+    assert d["basis"] == "run" and not d["significant"] and d["direction"] is None
     assert d["verdict"].startswith("No significant difference") and "95% CI" in d["verdict"]
     json.dumps(res)
 
@@ -90,7 +90,7 @@ def test_improvement_and_partial_credit_rewards():
 def test_few_tasks_use_run_level_mcnemar():
     a, b = build(tasks(2, [1] * 6)), build(tasks(2, [0] * 6), rid=B_ID)
     res = compare_manifests(a, b)
-    assert res["n_common"] < MIN_TASKS_FOR_TASK_TEST
+    assert res["n_common"] == 2
     assert res["task_level"]["p_value"] == 0.5  # exact sign-flip over 2 tasks: 2 of 4 flips as extreme
     run, d = res["run_level"], res["decision"]
     assert (run["pairs"], run["b01"], run["b10"]) == (12, 0, 12)
@@ -262,3 +262,17 @@ def test_cli_compare_syntaxes_and_exit_codes(store):
     assert r.exit_code == 2
     r = run(cli, [*base, "A", "--latest", "nope", "--latest"])
     assert r.exit_code == 2 and "nope" in r.output
+
+
+def test_switch_depends_on_whether_the_task_test_can_reach_alpha():
+    """6 tasks all +1: the task-level sign-flip can reach 2/64 = 0.031 < 0.05 but not < 0.01, so at
+    --alpha 0.01 the run level decides; the interval is never [+1, +1]."""
+    a, b = build(tasks(6, [0] * 3)), build(tasks(6, [1] * 3), rid=B_ID)
+    res = compare_manifests(a, b)
+    assert res["decision"]["basis"] == "task" and res["decision"]["direction"] == "better"
+    tl = res["task_level"]
+    assert tl["ci_low"] < tl["ci_high"] and "[+1.000, +1.000]" not in res["decision"]["verdict"]
+    res = compare_manifests(a, b, alpha=0.01)
+    assert res["decision"]["basis"] == "run" and res["decision"]["direction"] == "better"
+    a, b = build(tasks(8, [0] * 2)), build(tasks(8, [1] * 2), rid=B_ID)
+    assert compare_manifests(a, b, alpha=0.01)["decision"]["basis"] == "task"  # 2/256 < 0.01

@@ -133,7 +133,8 @@ def test_generated_tasks_load_and_configs_accept_them(tmp_path):
     toml.write_text(
         'name = "t"\n'
         + "".join(
-            f'[[tasks]]\nprepared_dir = "{d}"\nagent = "{a}"\nmodel = "local"\nagent_options = {{ max_depth = 2 }}\n'
+            f'[[tasks]]\nprepared_dir = "{d}"\nagent = "{a}"\nmodel = "local"\n'
+            + ("agent_options = { max_depth = 2 }\n" if a == "rlm" else "")  # typed options: llm has none such
             for d in dirs
             for a in ("llm", "rlm")
         )

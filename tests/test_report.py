@@ -158,7 +158,7 @@ def test_summary_rows_timings_metrics_and_infra():
     assert alpha["pass_at_k"][3] == pytest.approx(1.0) and alpha["pass_hat_k"][3] == pytest.approx(0.0)
     rlm = rows[("alpha", "rlm")]
     assert rlm["cost_usd"] is None  # unknown price stays unknown, never 0
-    assert rlm["metrics"]["tests_passed"]["ci_method"] == "constant"
+    assert rlm["metrics"]["tests_passed"]["ci_method"] is None  # constant unbounded metric: no interval
     assert alpha["cost_usd"] == pytest.approx(0.03)  # usage of the 3 scored runs (the infra run is apart)
     json.dumps(s)  # JSON-ready
 
@@ -169,8 +169,8 @@ def test_summary_overall_macro_micro_usage():
     shell = o["shell"]
     assert shell["tasks"] == 3 and shell["runs"] == 11 and shell["n"] == 10 and shell["infra_errors"] == 1
     assert shell["macro_mean_reward"] == pytest.approx((2 / 3 + 0.25 + 1) / 3)
-    assert shell["micro_mean_reward"] == pytest.approx(6 / 10) and shell["micro_ci_method"].startswith(
-        "clustered"
+    assert shell["micro_mean_reward"] == pytest.approx(6 / 10) and shell["micro_ci_method"] == (
+        "wilson-clustered"
     )
     assert (
         shell["llm_calls"] == 20
@@ -180,7 +180,8 @@ def test_summary_overall_macro_micro_usage():
     assert shell["timings"]["verifier"] == pytest.approx(1.0)
     assert o["rlm"]["cost_usd"] is None and o["rlm"]["macro_mean_reward"] == pytest.approx(0.5)
     assert set(shell["metrics"]) == {"exact_match", "tests_passed"}
-    assert shell["metrics"]["tests_passed"]["ci_low"] >= 0.0  # a count metric is cut at 0
+    tp = shell["metrics"]["tests_passed"]  # identical per-task residual sums: clustered SE 0, no interval
+    assert tp["ci_low"] is None and tp["ci_method"] is None and tp["mean"] is not None
 
 
 def test_summary_edge_cases_infra_only_and_empty():
@@ -225,7 +226,9 @@ def test_markdown_headline_tables_unknown_cost_and_infra():
     md = render_markdown(summarize(rich_example()))
     assert md.startswith("## Benchmark `bench` — rollout `20260101__00-00-00` (completed)")
     assert "Mean reward (macro over tasks, 95% CI): **shell/m** 0.64 [" in md  # best arm first
-    assert "; **rlm/qwen [max_depth=2,temp=0.1]** 0.50 [0.50, 0.50] over 3 task(s)." in md
+    assert (
+        "; **rlm/qwen [max_depth=2,temp=0.1]** 0.50 [0.13, 0.87] over 3 task(s)." in md
+    )  # never [0.50, 0.50]
     assert "| task | agent | model | options | n/runs | mean reward [95% CI] | CI method |" in md
     assert "gamma\\|pipe" in md  # cell pipes escaped
     rlm_lines = [ln for ln in md.splitlines() if ln.startswith("| alpha | rlm |")]
@@ -372,3 +375,60 @@ def test_cli_summarize_markdown_and_report(tmp_path, monkeypatch):
     assert r.exit_code == 2
     r = CliRunner().invoke(cli, ["--data-dir", str(data), "report", "nope", "--latest"])
     assert r.exit_code == 2
+
+
+def _cli_store(tmp_path: Path, m: Manifest) -> Path:
+    data = tmp_path / "data"
+    Store(data).write_manifest(m)
+    return data
+
+
+def test_summarize_both_views_count_model_errors_as_zero(tmp_path):
+    """One pass + one model error: 0.50 with NAME and without (the error is a failure, not a drop);
+    infra errors and cancelled runs are shown apart."""
+    from rollouts.cli import cli
+
+    m = manifest(
+        [
+            rec("a", 1.0),
+            rec("a", None, i=1, status="error", error_kind="model"),
+            rec("a", None, i=2, status="error", error_kind="infra"),
+            rec("a", None, i=3, status="cancelled"),
+        ]
+    )
+    s = summarize(m)
+    assert s["rows"][0]["mean_reward"] == 0.5 and s["rows"][0]["n"] == 2
+    data = _cli_store(tmp_path, m)
+    r = CliRunner().invoke(cli, ["--data-dir", str(data), "summarize"])
+    assert r.exit_code == 0, r.output
+    assert "mean=0.50 [" in r.output and "n=2" in r.output
+    assert "infra=1 cancelled=1" in r.output
+
+
+def test_summarize_harness_errors_are_shown_in_red_as_incomplete():
+    m = manifest([rec("a", 1.0), rec("a", None, i=1, status="error", error_kind="harness")])
+    s = summarize(m)
+    assert s["incomplete"] and s["harness_errors"] == 1 and s["overall"][0]["harness_errors"] == 1
+    assert s["rows"][0]["n"] == 2 and s["rows"][0]["mean_reward"] == 0.5  # counted as reward 0
+    con = Console(record=True, width=120, force_terminal=True, color_system="standard")
+    render_table(s, con)
+    assert "results incomplete: 1 run(s) ended in a harness error" in con.export_text(clear=False)
+    ansi = con.export_text(styles=True)
+    assert "\x1b[1;31mresults incomplete" in ansi  # bold red
+    assert "results incomplete" in render_markdown(s)
+
+
+def test_summarize_long_tables_are_cut_with_a_note():
+    m = manifest([rec(f"t{i:03d}", float(i % 2)) for i in range(120)])
+    s = summarize(m)
+    con = Console(record=True, width=120)
+    render_table(s, con)
+    text = con.export_text()
+    assert "t049" in text and "t050" not in text
+    assert "… 70 more rows not shown: rollouts summarize bench --rollout" in text and "--all" in text
+    con = Console(record=True, width=120)
+    render_table(s, con, show_all=True)
+    assert "t119" in con.export_text()
+    # the overall table shows n and pass@k intervals
+    o = s["overall"][0]
+    assert o["n"] == 120 and o["k"] == 1 and o["pass_at_1_low"] < o["pass_at_1"] < o["pass_at_1_high"]

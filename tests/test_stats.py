@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from math import comb
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -145,50 +144,43 @@ def test_mean_ci_binary_auto_is_wilson_even_at_n1():
     assert hi == pytest.approx(1.0) and lo < 1.0
 
 
-def test_mean_ci_t_interval():
-    x = [0.2, 0.5, 0.9]
-    m, s = np.mean(x), np.std(x, ddof=1)
-    half = sps.t.ppf(0.975, 2) * s / math.sqrt(3)
-    assert mean_ci(x) == pytest.approx((m - half, m + half))
-    assert mean_ci(x, method="t") == pytest.approx((m - half, m + half))
+def test_mean_ci_partial_credit_is_wilson_at_fractional_count():
+    x = [0.2, 0.5, 0.9]  # in [0, 1]: Wilson at (sum, n) = (1.6, 3) (Bhatia-Davis variance bound)
+    assert mean_ci(x) == pytest.approx(_wilson_by_formula(1.6, 3, 0.95))
+    assert stats._mean_ci(np.array(x), 0.95, "auto")[2] == "wilson-bd"
+    # outside [0, 1] (a metric in seconds): Student t
+    y = [2.0, 5.0, 9.0]
+    m, sd = np.mean(y), np.std(y, ddof=1)
+    half = sps.t.ppf(0.975, 2) * sd / math.sqrt(3)
+    assert mean_ci(y) == pytest.approx((m - half, m + half))
+    assert mean_ci(x, method="t") == pytest.approx(
+        (np.mean(x) - sps.t.ppf(0.975, 2) * np.std(x, ddof=1) / math.sqrt(3),
+         np.mean(x) + sps.t.ppf(0.975, 2) * np.std(x, ddof=1) / math.sqrt(3))
+    )
 
 
 def test_mean_ci_edge_cases():
     assert mean_ci([]) is None
-    assert mean_ci([0.5]) is None  # continuous, n < 2
-    assert mean_ci([0.5], method="bootstrap") is None
-    assert mean_ci([0.5, 0.5, 0.5]) == (0.5, 0.5)
-    assert mean_ci([0.5, 0.5], method="bootstrap") == (0.5, 0.5)
+    lo, hi = mean_ci([0.5])  # one partial-credit run still gets an (honest, wide) interval
+    assert lo < 0.5 < hi
+    lo, hi = mean_ci([0.5, 0.5])  # the two runs at 0.5: no longer [0.5, 0.5]
+    assert lo < 0.2 and hi > 0.8
+    assert mean_ci([3.0, 3.0, 3.0]) is None  # unbounded constant sample: no honest interval
+    assert mean_ci([3.0]) is None
     with pytest.raises(ValueError):
-        mean_ci([0.5, 1.0], method="wilson")
+        mean_ci([0.5, 1.5], method="wilson")
     with pytest.raises(ValueError):
-        mean_ci([0.5, 1.0], method="nope")
+        mean_ci([0.5, 1.0], method="bootstrap")
     with pytest.raises(ValueError):
         mean_ci([0.5, float("nan")])
 
 
-def test_mean_ci_bootstrap_reproducible_and_contains_mean():
-    x = np.random.default_rng(3).random(25)
-    a = mean_ci(x, method="bootstrap", seed=7)
-    b = mean_ci(x, method="bootstrap", seed=7)
-    assert a == b
-    assert a[0] < x.mean() < a[1]
+def test_mean_ci_four_tasks_all_one_is_not_certainty():
+    lo, hi = mean_ci([1.0] * 4)  # the "1.00 [1.00, 1.00]"
+    assert hi == 1.0 and lo == pytest.approx(_wilson_by_formula(4, 4, 0.95)[0]) and lo < 0.6
 
 
-def test_mean_ci_bootstrap_falls_back_to_percentile(monkeypatch):
-    # Simulate SciPy's degenerate-BCa outcome (NaN limits) and check the percentile fallback.
-    real = sps.bootstrap
-    nan_result = SimpleNamespace(confidence_interval=SimpleNamespace(low=float("nan"), high=float("nan")))
 
-    def fake(data, statistic, **kw):
-        if kw.get("method") == "BCa":
-            return nan_result
-        return real(data, statistic, **kw)
-
-    monkeypatch.setattr(stats.stats, "bootstrap", fake)
-    res = stats._mean_ci(np.array([0.1, 0.4, 0.35, 0.8]), 0.95, "bootstrap")
-    assert res is not None and res[2] == "bootstrap-percentile"
-    assert res[0] <= 0.4125 <= res[1]
 
 
 # ----------------------------------------------------------------------------- group_stats
@@ -200,7 +192,8 @@ def test_group_stats_n1():
     assert g.ci_method == "wilson" and (g.ci_low, g.ci_high) == pytest.approx(wilson_ci(1, 1))
     assert g.pass_at_k == {1: 1.0} and g.pass_hat_k == {1: 1.0}
     g = group_stats([0.4])
-    assert g.mean == pytest.approx(0.4) and g.ci_low is None and g.ci_method is None
+    assert g.mean == pytest.approx(0.4) and g.ci_method == "wilson-bd"
+    assert (g.ci_low, g.ci_high) == pytest.approx(wilson_ci(0.4, 1))
     assert g.pass_rate == 0.0 and g.pass_at_k == {1: 0.0}
 
 
@@ -209,11 +202,17 @@ def test_group_stats_all_pass_and_all_fail():
     assert g.mean == 1.0 and g.pass_rate == 1.0 and g.std == 0.0
     assert all(v == 1.0 for v in g.pass_at_k.values()) and all(v == 1.0 for v in g.pass_hat_k.values())
     assert g.ci_high == pytest.approx(1.0) and g.ci_low == pytest.approx(wilson_ci(5, 5)[0])
+    # pass@k / pass^k intervals: the Wilson interval of p mapped through 1-(1-p)^k and p^k
+    lo, hi = wilson_ci(5, 5)
+    assert g.pass_at_k_ci[3] == pytest.approx([1 - (1 - lo) ** 3, 1 - (1 - hi) ** 3])
+    assert g.pass_hat_k_ci[3] == pytest.approx([lo**3, hi**3])
+    assert all(b > a for a, b in g.pass_hat_k_ci.values())
     g = group_stats([0.0] * 5)
     assert g.mean == 0.0 and g.pass_rate == 0.0
     assert set(g.pass_at_k) == {1, 2, 3, 4, 5}
     assert all(v == 0.0 for v in g.pass_at_k.values()) and all(v == 0.0 for v in g.pass_hat_k.values())
     assert g.ci_low == 0.0 and g.ci_high == pytest.approx(wilson_ci(0, 5)[1])
+    assert all(b > a for a, b in g.pass_at_k_ci.values())
 
 
 def test_group_stats_infra_errors_only():
@@ -238,15 +237,15 @@ def test_group_stats_none_counts_as_zero_and_infra_excluded():
 def test_group_stats_continuous_and_threshold():
     r = [0.2, 0.6, 0.9, 1.0]
     g = group_stats(r)
-    assert g.ci_method == "t"
+    assert g.ci_method == "wilson-bd"
     assert g.pass_rate == pytest.approx(0.25)  # only 1.0 is full success
-    assert 0.0 <= g.ci_low <= g.mean <= g.ci_high <= 1.0  # clipped to [0, 1]
+    assert 0.0 <= g.ci_low <= g.mean <= g.ci_high <= 1.0
     g = group_stats(r, pass_threshold=0.5)
     assert g.pass_rate == pytest.approx(0.75) and g.pass_at_k[1] == pytest.approx(0.75)
     # float noise from graders still counts as a pass
     assert group_stats([0.9999999999999]).pass_rate == 1.0
-    g = group_stats(r, ci_method="bootstrap")
-    assert g.ci_method.startswith("bootstrap")
+    g = group_stats(r, ci_method="t")
+    assert g.ci_method == "t"
 
 
 # ----------------------------------------------------------------------------- macro / clustered
@@ -255,26 +254,24 @@ def test_group_stats_continuous_and_threshold():
 def test_macro_stats():
     x = [0.2, 0.4, 0.6, 0.8]
     mean, lo, hi, method = macro_stats(x)
-    half = sps.t.ppf(0.975, 3) * np.std(x, ddof=1) / 2
-    assert method == "t" and mean == pytest.approx(0.5)
-    assert (lo, hi) == pytest.approx((max(0.0, 0.5 - half), min(1.0, 0.5 + half)))
+    assert method == "wilson-bd" and mean == pytest.approx(0.5)
+    assert (lo, hi) == pytest.approx(_wilson_by_formula(2.0, 4, 0.95))
     assert macro_stats([]) == (None, None, None, None)
-    assert macro_stats([0.3]) == (0.3, None, None, None)
-    assert macro_stats([0.3, 0.3]) == (0.3, 0.3, 0.3, "constant")
-    m, lo, hi, method = macro_stats(np.linspace(0.1, 0.9, 40), method="bootstrap")
-    assert method.startswith("bootstrap") and lo < m < hi
+    m, lo, hi, method = macro_stats([1.0, 1.0, 1.0, 1.0])  # 4 tasks all at 1.0
+    assert (m, hi, method) == (1.0, 1.0, "wilson") and lo == pytest.approx(0.5101, abs=1e-4)
+    m, lo, hi, _ = macro_stats([0.3])
+    assert lo < 0.3 < hi
 
 
 def test_clustered_se_hand_computed():
     # mean = 0.5; cluster residual sums: a: 0.5-0.5 = 0, b: 0.5+0.5 = 1, c: -0.5-0.5 = -1
-    # SE = sqrt(0 + 1 + 1) / 6 * sqrt(3 / 2) = sqrt(3) / 6
+    # SE = sqrt(0 + 1 + 1) / 6 * sqrt(3 / 2) = sqrt(3) / 6; V = 1/12; n_eff = 0.25 / V = 3
     res = clustered_mean_ci([1, 0, 1, 1, 0, 0], ["a", "a", "b", "b", "c", "c"])
     assert res.mean == pytest.approx(0.5)
     assert res.se == pytest.approx(math.sqrt(3) / 6)
     assert res.n == 6 and res.n_clusters == 3
-    half = sps.t.ppf(0.975, 2) * math.sqrt(3) / 6
-    assert res.ci_low == pytest.approx(max(0.0, 0.5 - half))
-    assert res.ci_high == pytest.approx(min(1.0, 0.5 + half))
+    assert res.n_eff == pytest.approx(3.0) and res.method == "wilson-clustered"
+    assert (res.ci_low, res.ci_high) == pytest.approx(_wilson_by_formula(1.5, 3.0, 0.95))
 
 
 def test_clustered_se_second_example_and_order_independence():
@@ -294,11 +291,19 @@ def test_clustered_se_second_example_and_order_independence():
 
 
 def test_clustered_edge_cases():
-    assert clustered_mean_ci([], []) == (None, None, None, None, 0, 0)
+    assert clustered_mean_ci([], [])[:6] == (None, None, None, None, 0, 0)
     r = clustered_mean_ci([1, 0], ["a", "a"])
-    assert r.mean == 0.5 and r.se is None and r.n_clusters == 1
-    r = clustered_mean_ci([1, 0, 1, 0], ["a", "a", "b", "b"])
-    assert r.se == 0.0 and (r.ci_low, r.ci_high) == (0.5, 0.5)
+    assert r.mean == 0.5 and r.se is None and r.n_clusters == 1 and r.n_eff == 2
+    # the case: [1,0,0,1] clustered [a,a,b,b] has SE 0; n_eff = n, never width 0
+    r = clustered_mean_ci([1, 0, 0, 1], ["a", "a", "b", "b"])
+    assert r.se == 0.0 and r.n_eff == 4
+    assert (r.ci_low, r.ci_high) == pytest.approx(wilson_ci(2, 4)) and r.ci_high - r.ci_low > 0.5
+    # the effective size never exceeds n (Korn & Graubard 1998)
+    r = clustered_mean_ci([1, 0, 1, 0, 1, 0], list("aabbcc"))
+    assert r.n_eff == 6
+    # unbounded values: clustered t, none when SE == 0
+    r = clustered_mean_ci([3.0, 3.0, 3.0, 3.0], list("aabb"))
+    assert r.ci_low is None and r.method is None
     with pytest.raises(ValueError):
         clustered_mean_ci([1, 0], ["a"])
 
@@ -340,7 +345,9 @@ def test_paired_compare_identical_inputs():
     assert r.p_value == pytest.approx(1.0)
     assert r.mean_diff == 0.0 and r.ties == 20 and r.wins == r.losses == 0
     assert r.win_rate == 0.5 and r.wilcoxon_p is None
-    assert (r.ci_low, r.ci_high) == (0.0, 0.0)
+    # Agresti-Min: 20 zeros plus 1/2 at +1 and -1 and 1 at 0 -> mean 0, var (1/22)/22
+    half = sps.norm.ppf(0.975) * math.sqrt(1 / 22) / math.sqrt(22)
+    assert (r.ci_low, r.ci_high) == pytest.approx((-half, half)) and r.ci_method == "agresti-min"
 
 
 def test_paired_compare_task_alignment_and_counts():
@@ -364,8 +371,28 @@ def test_paired_compare_exact_sign_flip_p():
     b = {f"t{i}": [1.0, 0.0] for i in range(8)}
     r = paired_compare(a, b, n_boot=1000)
     assert r.p_value == pytest.approx(2 / 256)
-    assert (r.ci_low, r.ci_high) == (0.5, 0.5)
+    assert r.ci_low < 0.5 < r.ci_high  # never [0.5, 0.5]
     assert r.verdict == "B better than A"
+
+
+def test_paired_compare_six_tasks_all_plus_one_has_a_real_interval():
+    a = {f"t{i}": [0.0] for i in range(6)}
+    b = {f"t{i}": [1.0] for i in range(6)}
+    r = paired_compare(a, b)
+    assert r.mean_diff == 1.0 and r.ci_high == 1.0 and r.ci_low < 0.5
+    assert "[+1.000, +1.000]" not in r.summary
+
+
+def test_paired_compare_exact_zero_sum_gives_p_one():
+    # diffs +0.1, -0.3, +0.2 sum to 2.8e-17 in floating point: the observed statistic is 0
+    a = {"a": [0.1], "b": [0.3], "c": [0.2]}
+    b = {"a": [0.2], "b": [0.0], "c": [0.4]}
+    r = paired_compare(a, b)
+    assert sum(r.diffs.values()) != 0.0  # the residue is really there
+    assert r.p_value == 1.0
+    a = {f"t{i}": [v] for i, v in enumerate([0.1, 0.7, 0.3, 0.6, 0.2, 0.3])}
+    b = {f"t{i}": [v] for i, v in enumerate([0.2, 0.4, 0.6, 0.5, 0.1, 0.4])}
+    assert paired_compare(a, b).p_value == 1.0
 
 
 def test_paired_compare_small_and_empty():
@@ -373,7 +400,7 @@ def test_paired_compare_small_and_empty():
     assert r.n_tasks == 0 and r.mean_diff is None and r.p_value is None
     assert r.verdict == "no significant difference"
     r = paired_compare({"x": [0.0]}, {"x": [1.0]})
-    assert r.n_tasks == 1 and r.ci_low is None and r.p_value == pytest.approx(1.0)
+    assert r.n_tasks == 1 and r.ci_low < r.ci_high and r.p_value == pytest.approx(1.0)
     assert r.verdict == "no significant difference"
 
 
@@ -397,3 +424,60 @@ def test_mcnemar_edge_cases():
     assert mcnemar([False] * 6, [True] * 6)[2] == pytest.approx(2 / 64)
     with pytest.raises(ValueError):
         mcnemar([True], [])
+
+
+# ----------------------------------------------------------------------------- properties: no zero width
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_unit = st.floats(0.0, 1.0, allow_nan=False)
+_binary = st.sampled_from([0.0, 1.0])
+_samples = st.one_of(st.lists(_unit, min_size=1, max_size=40), st.lists(_binary, min_size=1, max_size=40))
+_conf = st.sampled_from([0.8, 0.9, 0.95, 0.99])
+
+
+@settings(max_examples=300, deadline=None)
+@given(_samples, _conf)
+def test_stats_property_mean_and_group_intervals_never_zero_width(values, conf):
+    lo, hi = mean_ci(values, confidence=conf)
+    assert 0.0 <= lo < hi <= 1.0
+    assert lo <= sum(values) / len(values) + 1e-12 and hi >= sum(values) / len(values) - 1e-12
+    g = group_stats(values, confidence=conf)
+    assert g.ci_high > g.ci_low
+    plo, phi = wilson_ci(g.n_pass, g.n, conf)
+    assert phi > plo
+    for k, (a, b) in g.pass_at_k_ci.items():
+        assert a <= g.pass_at_k[k] <= b
+        assert g.pass_hat_k_ci[k][0] <= g.pass_hat_k[k] <= g.pass_hat_k_ci[k][1]
+        # width (1-plo)^k - (1-phi)^k > 0; the stored limits are equal only below float resolution
+        assert b > a or (1.0 - plo) ** k < 1e-15
+    for k, (a, b) in g.pass_hat_k_ci.items():
+        assert b > a or phi**k < 1e-15
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_samples, st.sampled_from("abcdefgh")), min_size=1, max_size=8))
+def test_stats_property_macro_clustered_and_pass_k_over_tasks_never_zero_width(tasks):
+    values = [v for vs, _ in tasks for v in vs]
+    clusters = [c for vs, c in tasks for _ in vs]
+    r = clustered_mean_ci(values, clusters)
+    assert r.ci_high > r.ci_low and 0 < r.n_eff <= r.n
+    means = [sum(vs) / len(vs) for vs, _ in tasks]
+    _, lo, hi, _ = macro_stats(means)
+    assert hi > lo
+    pk = stats.pass_k_over_tasks([(len(vs), sum(v == 1.0 for v in vs)) for vs, _ in tasks])
+    for name in ("pass_at_1", "pass_at_k", "pass_hat_k"):
+        assert pk[f"{name}_high"] > pk[f"{name}_low"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_samples, _samples), min_size=1, max_size=10), st.sampled_from([0.01, 0.05, 0.1]))
+def test_stats_property_paired_interval_never_zero_width(pairs, alpha):
+    a = {f"t{i}": x for i, (x, _) in enumerate(pairs)}
+    b = {f"t{i}": y for i, (_, y) in enumerate(pairs)}
+    r = paired_compare(a, b, n_boot=200, alpha=alpha)
+    assert r.ci_high > r.ci_low
+    assert 0.0 < r.p_value <= 1.0
+    if abs(sum(r.diffs.values())) <= 1e-9:
+        assert r.p_value == 1.0  # an exactly-zero observed statistic is never significant

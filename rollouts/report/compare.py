@@ -12,17 +12,18 @@ Statistics (all from :mod:`rollouts.report.stats`; differences are always B − 
 
 * task level — :func:`~rollouts.report.stats.paired_compare` over the common keys (the task is the
   unit, Miller 2024 arXiv:2411.00640 §4): per-key mean differences, wins/losses/ties, the
-  head-to-head win rate ``(wins + ties/2) / T`` (seed 001's "Win Rate"), a paired bootstrap CI of
+  head-to-head win rate ``(wins + ties/2) / T`` (seed 001's "Win Rate"), an Agresti-Min adjusted CI of
   the mean difference and a two-sided sign-flip permutation p-value;
 * run level — runs paired by rollout index within each key: the exact McNemar test
   (:func:`~rollouts.report.stats.mcnemar`) when every reward is 0/1, else ``paired_compare`` with
   each run pair as the unit. It treats runs of one task as independent and so speaks about these
   tasks only.
 
-Decision: with at least :data:`MIN_TASKS_FOR_TASK_TEST` common keys the task-level verdict decides;
-with fewer, the sign-flip test cannot reach p < 0.05 at all (its smallest p is 2/2^T), so the
-run-level test decides and the verdict says so. Infra errors are excluded on both sides;
-timeouts count as reward 0.
+Decision: the task-level verdict decides when the sign-flip test *can* reach ``p < alpha``: its
+smallest p is ``2 / 2^T'`` with T' the keys whose difference is not zero
+(:func:`~rollouts.report.paired.min_sign_flip_p`; at ``--alpha 0.01`` that needs T' >= 8, at 0.05
+T' >= 6). Otherwise the run-level test decides and the verdict says so. Infra errors and cancelled
+runs are excluded on both sides; timeouts and agent/model/verifier/harness errors count as 0.
 """
 
 from __future__ import annotations
@@ -34,13 +35,11 @@ from typing import Any
 
 from rollouts.errors import ConfigError
 from rollouts.report.fmt import arm_label, fmt_options, fmt_signed
-from rollouts.report.stats import VERDICT_BETTER, VERDICT_WORSE, mcnemar, paired_compare
+from rollouts.report.paired import VERDICT_BETTER, VERDICT_WORSE, mcnemar, min_sign_flip_p, paired_compare
 from rollouts.report.summary import counted
 from rollouts.store import Manifest, Store
 
 COMPARE_SCHEMA_VERSION = 1
-#: Below this many common keys a two-sided sign-flip test cannot reach p < 0.05 (2/2^5 = 0.0625).
-MIN_TASKS_FOR_TASK_TEST = 6
 MATCH_FIELDS: dict[str, tuple[str, ...]] = {
     "exact": ("task", "agent", "model", "options"),
     "ignore-model": ("task", "agent", "options"),
@@ -231,7 +230,8 @@ def compare_manifests(
                 )
                 per_arm.append({"arm_a": la, "arm_b": lb, **_pc_dict(apc)})
     t = len(common)
-    if t >= MIN_TASKS_FOR_TASK_TEST:
+    nonzero = sum(1 for v in pc.diffs.values() if v != 0.0)
+    if t and min_sign_flip_p(nonzero) < alpha:
         basis, direction, p = "task", _direction(pc.verdict), pc.p_value
     elif run is not None:
         basis, direction, p = "run", run["direction"] if run["significant"] else None, run["p_value"]
@@ -294,9 +294,9 @@ def verdict_text(res: dict[str, Any]) -> str:
             f", {run['b10']} runs A-only pass vs {run['b01']} B-only pass" if run["b01"] is not None else ""
         )
         test = (
-            f"p = {run['p_value']:.3g}, {run['method']} on {run['pairs']} run pairs{extra}; fewer than "
-            f"{MIN_TASKS_FOR_TASK_TEST} common task keys, so runs are the unit and the result holds for these "
-            "tasks only"
+            f"p = {run['p_value']:.3g}, {run['method']} on {run['pairs']} run pairs{extra}; with "
+            f"{tl['wins'] + tl['losses']} task keys that differ the task-level test cannot reach p < "
+            f"{res['alpha']:g}, so runs are the unit and the result holds for these tasks only"
         )
     else:
         test = "no paired runs to test"

@@ -16,6 +16,7 @@ from typing import Any
 from rollouts.report import charts
 from rollouts.report.fmt import arm_label, fmt, fmt_ci, fmt_cost, fmt_options, max_k, pk
 from rollouts.report.markdown import ci_name, headline, time_cell
+from rollouts.report.tables import incomplete_line
 from rollouts.store import Manifest, atomic_write
 
 #: Files of a run folder linked from the per-run table: (label, path inside the run folder).
@@ -115,7 +116,7 @@ def _runs(m: Manifest, out_dir: Path) -> list[dict[str, Any]]:
                 "arm": arm_label(r.agent, r.model, r.agent_options),
                 "rollout_index": r.rollout_index,
                 "status": status,
-                "status_class": "infra" if r.error_kind == "infra" else r.status,
+                "status_class": r.error_kind if r.error_kind in ("infra", "harness") else r.status,
                 "reward": "—" if r.reward is None else f"{r.reward:g}",
                 "wall": fmt(r.timings.get("total"), 1),
                 "tokens": f"{u.prompt_tokens}/{u.completion_tokens}",
@@ -159,6 +160,7 @@ def render_html(summary: dict[str, Any], manifest: Manifest, out_dir: Path | Non
             runs=runs,
             counts=sorted(s["counts"].items()),
             runs_open=len(runs) <= 500,
+            incomplete=incomplete_line(s),
         )
     )
 

@@ -18,8 +18,10 @@ _CI_NAMES = {
     "wilson": "Wilson",
     "t": "Student t",
     "constant": "constant (all equal)",
-    "bootstrap-bca": "bootstrap BCa",
-    "bootstrap-percentile": "bootstrap percentile",
+    "wilson-bd": "Wilson (partial credit)",
+    "wilson-clustered": "Wilson, clustered n_eff",
+    "clustered-t": "clustered t",
+    "agresti-min": "Agresti-Min",
 }
 
 
@@ -83,6 +85,10 @@ def render_markdown(summary: dict[str, Any], max_rows: int = DEFAULT_MAX_ROWS) -
     ]
     if s["status"] != "completed":
         out += ["", f"> **Warning:** the rollout is `{s['status']}`; scores cover the finished runs only."]
+    if s.get("incomplete"):
+        from rollouts.report.tables import incomplete_line
+
+        out += ["", f"> **:red_circle: {incomplete_line(s)}**"]
     out += ["", "### Overall per agent × model", ""]
     out += table(
         [
@@ -94,8 +100,12 @@ def render_markdown(summary: dict[str, Any], max_rows: int = DEFAULT_MAX_ROWS) -
             "CI method",
             "per-run mean [95% CI]",
             "n (runs)",
+            "pass@1 [95% CI]",
+            "pass@k [95% CI]",
+            "pass^k [95% CI]",
             "timeouts",
             "errors",
+            "harness",
             "infra",
             "tokens in/out",
             "LLM calls",
@@ -111,8 +121,16 @@ def render_markdown(summary: dict[str, Any], max_rows: int = DEFAULT_MAX_ROWS) -
                 ci_name(o["ci_method"]),
                 fmt_ci(o.get("micro_mean_reward"), o.get("micro_ci_low"), o.get("micro_ci_high")),
                 f"{o.get('n', '—')} ({o.get('runs', '—')})",
+                fmt_ci(o.get("pass_at_1"), o.get("pass_at_1_low"), o.get("pass_at_1_high")),
+                *[
+                    f"{fmt_ci(o.get(x), o.get(x + '_low'), o.get(x + '_high'))} (k={o['k']})"
+                    if o.get("k")
+                    else "—"
+                    for x in ("pass_at_k", "pass_hat_k")
+                ],
                 o.get("timeouts", 0),
                 o.get("errors", 0),
+                o.get("harness_errors", 0),
                 o.get("infra_errors", 0),
                 f"{o.get('prompt_tokens', 0)}/{o.get('completion_tokens', 0)}",
                 o.get("llm_calls", 0),
@@ -120,12 +138,14 @@ def render_markdown(summary: dict[str, Any], max_rows: int = DEFAULT_MAX_ROWS) -
             ]
             for o in s["overall"]
         ],
-        align="lllrrlrrrrrrrr",
+        align="lllrrlrrrrrrrrrrrr",
     )
     out += [
         "",
-        "Macro mean: every task weighs the same; its CI is a t interval over task means (the task is "
-        "the unit). Per-run mean: all runs pooled, CI clustered by task.",
+        "Macro mean: every task weighs the same; its CI is a Wilson interval over task means (the task "
+        "is the unit). Per-run mean: all runs pooled, Wilson interval at the task-clustered effective "
+        "sample size. pass@k over tasks at k = the fewest runs of any task. Methods and sources: "
+        "`rollouts/report/stats.py`.",
         "",
     ]
     out += ["### Per task × agent × model", ""]

@@ -1,8 +1,10 @@
 """``summarize``: one row per task × agent × model (× agent options) of a rollout, from the
 manifest only (never starts a container).
 
-Denominators: infra errors are excluded from ``n`` and reported in their own column; agent and
-verifier timeouts count as failures (reward 0); cancelled/pending runs are not counted.
+Denominators: every finished run counts, with reward 0 when it has none — timeouts, hit limits
+and errors of kind agent, model, verifier and harness. Infra errors and cancelled/pending runs
+leave the denominators and are reported in their own columns. A ``harness`` error is a bug of
+ours: the summary carries ``incomplete`` and the renderers print it in red.
 
 JSON schema (``schema_version`` 1; fields are only ever added, never renamed or removed, so a
 reader of version 1 keeps working):
@@ -12,9 +14,12 @@ reader of version 1 keeps working):
   ``phases`` (phase names in pipeline order), ``metric_names``, ``rows``, ``overall``.
 * ``rows[]``: see :class:`Row` (times in seconds, tokens summed, cost in USD or ``null`` =
   unknown price, never 0 for an unknown price).
-* ``overall[]``: per agent × model × options: the macro mean over tasks with a t interval over
-  task means (task = unit, Miller 2024 arXiv:2411.00640), the micro mean over runs with a
-  task-clustered CI, usage totals, mean seconds per phase and per-metric means with clustered CIs.
+* ``overall[]``: per agent × model × options: the macro mean over tasks with a Wilson interval
+  over task means (task = unit, Miller 2024 arXiv:2411.00640), the micro mean over runs with a
+  task-clustered Wilson interval (effective sample size), pass@1 / pass@k / pass^k over tasks with
+  intervals, usage totals, mean seconds per phase and per-metric means with clustered CIs
+  (methods and sources: :mod:`rollouts.report.stats`).
+* ``harness_errors`` (count) and ``incomplete`` (true when any run ended as a harness error).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from rollouts.report.stats import clustered_mean_ci, group_stats, macro_stats, mean_ci
+from rollouts.report.stats import clustered_mean_ci, group_stats, macro_stats, mean_ci, pass_k_over_tasks
 from rollouts.report.tables import render_table  # noqa: F401 (``summarize``'s public renderer)
 from rollouts.store import Manifest
 
@@ -43,7 +48,10 @@ class Row:
     ``pass_at_k`` / ``pass_hat_k`` map k (1..n) to the unbiased pass@k (Chen et al. 2021) and
     pass^k (Yao et al. 2024) estimates; ``timings`` maps phase -> mean seconds over the runs
     that recorded it; ``metrics`` maps metric name -> ``{n, mean, ci_low, ci_high, ci_method}``
-    (95% CI from :func:`rollouts.report.stats.mean_ci`, "auto": Wilson for 0/1 values, else t).
+    (95% CI from :func:`rollouts.report.stats.mean_ci`: Wilson for values in [0, 1], else t).
+    ``pass_at_k_ci`` / ``pass_hat_k_ci`` map k to ``[low, high]`` (95%); ``harness_errors``
+    counts runs that ended in a bug of ours (also in ``errors``); ``integrity`` counts runs per
+    grading-integrity label when the records carry one.
     """
 
     task: str
@@ -70,6 +78,11 @@ class Row:
     pass_hat_k: dict[int, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pass_at_k_ci: dict[int, list[float]] = field(default_factory=dict)
+    pass_hat_k_ci: dict[int, list[float]] = field(default_factory=dict)
+    harness_errors: int = 0
+    integrity: dict[str, int] = field(default_factory=dict)
+    n_pass: int = 0
 
 
 _ROW_FIELDS = [f.name for f in fields(Row)]
@@ -87,28 +100,32 @@ def counted(r) -> bool:
     )
 
 
-def _metric_stats(values: list[float], binary: bool) -> dict[str, Any]:
-    """n, mean and 95% CI of one metric in one group: Wilson when the metric is 0/1 throughout the
-    rollout (a proportion), else Student t (``None`` at n == 1; zero-width when constant), with the
-    lower limit cut at 0 when every value is non-negative."""
-    method = "wilson" if binary else "t"
-    res = mean_ci(values, method=method) if values and (binary or len(values) > 1) else None
-    lo, hi = res if res else (None, None)
-    if res and binary:
-        lo, hi = max(lo, 0.0), min(hi, 1.0)
-    elif res and min(values) >= 0.0:
+def _metric_stats(values: list[float], bounded: bool) -> dict[str, Any]:
+    """n, mean and 95% CI of one metric in one group: Wilson when the metric lies in [0, 1]
+    throughout the rollout (a proportion or a score), else Student t (``None`` at n == 1 or for a
+    constant sample: no zero-width interval), the t lower limit cut at 0 for a non-negative metric."""
+    res = _mean_ci_named(values, "wilson" if bounded else "t")
+    lo, hi, method = res if res else (None, None, None)
+    if res and not bounded and min(values) >= 0.0:
         lo = max(lo, 0.0)  # a non-negative metric (a count, seconds): the t interval is cut at 0
-    const = res is not None and not binary and lo == hi
     return {
         "n": len(values),
         "mean": (sum(values) / len(values)) if values else None,
         "ci_low": lo,
         "ci_high": hi,
-        "ci_method": ("constant" if const else method) if res else None,
+        "ci_method": method,
     }
 
 
-def _row(key: tuple, recs: list, binary: set[str]) -> tuple[Row, list]:
+def _mean_ci_named(values: list[float], method: str) -> tuple[float, float, str] | None:
+    ci = mean_ci(values, method=method) if values else None
+    if ci is None:
+        return None
+    binary = method == "wilson" and all(v in (0.0, 1.0) for v in values)
+    return ci[0], ci[1], method if method != "wilson" or binary else "wilson-bd"
+
+
+def _row(key: tuple, recs: list, bounded: set[str]) -> tuple[Row, list]:
     row = Row(*key, runs=len(recs))
     rewards: list[float | None] = []
     walls: list[float] = []
@@ -127,6 +144,10 @@ def _row(key: tuple, recs: list, binary: set[str]) -> tuple[Row, list]:
         used.append(r)
         if r.status == "error":
             row.errors += 1
+            row.harness_errors += r.error_kind == "harness"
+        label = getattr(r, "integrity", None)
+        if label:
+            row.integrity[str(label)] = row.integrity.get(str(label), 0) + 1
         if r.status in ("agent_timeout", "verifier_timeout"):
             row.timeouts += 1
         rewards.append(r.reward)
@@ -147,13 +168,15 @@ def _row(key: tuple, recs: list, binary: set[str]) -> tuple[Row, list]:
     gs = group_stats(rewards, infra_errors=row.infra_errors)
     row.n = gs.n
     row.mean_reward, row.ci_low, row.ci_high, row.ci_method = gs.mean, gs.ci_low, gs.ci_high, gs.ci_method
-    row.pass_rate = gs.pass_rate
+    row.pass_rate, row.n_pass = gs.pass_rate, gs.n_pass
     row.pass_at_k = dict(gs.pass_at_k)
     row.pass_hat_k = dict(gs.pass_hat_k)
+    row.pass_at_k_ci = dict(gs.pass_at_k_ci)
+    row.pass_hat_k_ci = dict(gs.pass_hat_k_ci)
     row.cost_usd = None if (not costs or any(c is None for c in costs)) else round(sum(costs), 6)
     row.mean_wall_sec = round(sum(walls) / len(walls), 2) if walls else None
     row.timings = {ph: round(phase_sum[ph] / phase_n[ph], 3) for ph in _order(phase_sum)}
-    row.metrics = {k: _metric_stats(v, k in binary) for k, v in sorted(metric_vals.items())}
+    row.metrics = {k: _metric_stats(v, k in bounded) for k, v in sorted(metric_vals.items())}
     return row, used
 
 
@@ -187,8 +210,9 @@ def _overall(rows: list[Row], used: dict[tuple, list]) -> list[dict[str, Any]]:
                 "mean": mc.mean,
                 "ci_low": m_lo,
                 "ci_high": mc.ci_high,
-                "ci_method": "clustered-t" if mc.ci_low is not None else None,
+                "ci_method": mc.method,
             }
+        pk = pass_k_over_tasks([(r.n, r.n_pass) for r in rs])
         costs = [r.cost_usd for r in rs]
         out.append(
             {
@@ -208,7 +232,11 @@ def _overall(rows: list[Row], used: dict[tuple, list]) -> list[dict[str, Any]]:
                 "micro_mean_reward": cm.mean,
                 "micro_ci_low": cm.ci_low,
                 "micro_ci_high": cm.ci_high,
-                "micro_ci_method": "clustered-t (tasks)" if cm.ci_low is not None else None,
+                "micro_ci_method": cm.method,
+                "micro_n_eff": cm.n_eff,
+                "harness_errors": sum(r.harness_errors for r in rs),
+                "cancelled": sum(r.cancelled for r in rs),
+                **pk,
                 "prompt_tokens": sum(r.prompt_tokens for r in rs),
                 "completion_tokens": sum(r.completion_tokens for r in rs),
                 "llm_calls": sum(r.llm_calls for r in rs),
@@ -227,12 +255,12 @@ def summarize(m: Manifest) -> dict[str, Any]:
     groups: dict[tuple, list] = defaultdict(list)
     for r in m.results:
         groups[_key(r)].append(r)
-    nonbinary = {k for r in m.results for k, v in r.metrics.items() if v not in (0.0, 1.0)}
-    binary = {k for r in m.results for k in r.metrics} - nonbinary
+    unbounded = {k for r in m.results for k, v in r.metrics.items() if not 0.0 <= v <= 1.0}
+    bounded = {k for r in m.results for k in r.metrics} - unbounded
     rows: list[Row] = []
     used: dict[tuple, list] = {}
     for key, recs in groups.items():
-        row, used[key] = _row(key, recs, binary)
+        row, used[key] = _row(key, recs, bounded)
         rows.append(row)
     rows.sort(key=lambda r: (r.agent, r.model, r.options, r.task))
     counts: dict[str, int] = defaultdict(int)
@@ -250,8 +278,38 @@ def summarize(m: Manifest) -> dict[str, Any]:
         "total_runs": len(m.results),
         "counts": dict(counts),
         "infra_errors": counts.get("error:infra", 0),
+        "harness_errors": counts.get("error:harness", 0),
+        "incomplete": counts.get("error:harness", 0) > 0,
         "phases": phases,
         "metric_names": sorted({k for r in rows for k in r.metrics}),
         "rows": [{f: getattr(r, f) for f in _ROW_FIELDS} for r in rows],  # shallow: fresh dicts
         "overall": _overall(rows, used),
     }
+
+
+def listing_line(benchmark: str, m: Manifest) -> str:
+    """One line of ``summarize`` without NAME: the rollout's per-run mean over scored runs with n
+    and its task-clustered 95% interval (the same denominators as ``summarize NAME``: errors of kind
+    agent/model/verifier/harness, timeouts and limits count as 0; infra errors and cancelled runs
+    are counted apart), e.g. ``nightly  20260101__00-00-00  completed  runs=2  mean=0.50
+    [0.09, 0.91] n=2  infra=0 cancelled=0``."""
+    scored = [r for r in m.results if counted(r)]
+    infra = sum(r.status == "error" and r.error_kind == "infra" for r in m.results)
+    cancelled = sum(r.status == "cancelled" for r in m.results)
+    unfinished = sum(r.status in ("pending", "running") for r in m.results)
+    harness = sum(r.status == "error" and r.error_kind == "harness" for r in m.results)
+    cm = clustered_mean_ci([r.reward for r in scored], [r.task_name for r in scored])
+    mean = (
+        "—"
+        if cm.mean is None
+        else f"{cm.mean:.2f}" + (f" [{cm.ci_low:.2f}, {cm.ci_high:.2f}]" if cm.ci_low is not None else "")
+    )
+    line = (
+        f"{benchmark}  {m.rollout_id}  {m.status:9}  runs={len(m.results)}  mean={mean} n={cm.n}  "
+        f"infra={infra} cancelled={cancelled}"
+    )
+    if unfinished:
+        line += f" unfinished={unfinished}"
+    if harness:
+        line += f"  harness={harness} (results incomplete)"
+    return line

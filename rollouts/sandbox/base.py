@@ -131,6 +131,18 @@ class Sandbox(ABC):
     def stop(self) -> None:
         """Kill and remove the sandbox. Idempotent; never raises for an already-gone sandbox."""
 
+    def restart_processes(self) -> None:
+        """Kill every process in the sandbox (its whole PID namespace) and start its main process
+        again, keeping the filesystem. Used before shared-mode grading (rollouts.grading.stop).
+        NotImplementedError where the backend cannot; SandboxError on transport failure."""
+        raise NotImplementedError
+
+    def changed_paths(self) -> list[str]:
+        """Absolute paths added, changed or deleted in the sandbox's filesystem against its
+        image, as the engine sees them from outside (rollouts.grading.integrity).
+        NotImplementedError where the backend cannot; SandboxError on transport failure."""
+        raise NotImplementedError
+
     def __enter__(self) -> Sandbox:
         self.start()
         return self

@@ -25,7 +25,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from rollouts.errors import EnvironmentNotReady, SandboxError
+from rollouts.errors import EnvironmentNotReady, SandboxEndedError, SandboxError
 from rollouts.sandbox.base import (
     DEFAULT_OUTPUT_LIMIT,
     LABEL_TOOL,
@@ -177,10 +177,10 @@ class DockerSandbox(Sandbox):
         except _TRANSPORT_ERRORS as e:
             if self._stopped:
                 raise SandboxError("sandbox was removed (run deadline reached or cancelled)") from None
-            raise SandboxError(f"exec failed: {_short(e)}") from None
+            self._raise_gone_or(e, "exec")
         dur = time.monotonic() - t0
         if code is None:
-            raise SandboxError("exec ended without an exit code (container gone?)")
+            self._raise_gone_or(SandboxError("exec ended without an exit code"), "exec")
         timed_out = timeout is not None and code in (124, 137) and dur >= timeout - 0.5
         return ExecResult(
             exit_code=code,
@@ -192,6 +192,40 @@ class DockerSandbox(Sandbox):
             stderr_bytes=err.total,
             truncated=out.truncated or err.truncated,
         )
+
+    def restart_processes(self) -> None:
+        """``docker restart -t 0``: SIGKILL to the whole PID namespace, same filesystem."""
+        c = self._need()
+        try:
+            c.restart(timeout=0)
+        except _TRANSPORT_ERRORS as e:
+            self._raise_gone_or(e, "restart")
+
+    def changed_paths(self) -> list[str]:
+        """``docker diff``, computed by the engine outside the container."""
+        c = self._need()
+        try:
+            return [ch["Path"] for ch in (c.diff() or [])]
+        except _TRANSPORT_ERRORS as e:
+            self._raise_gone_or(e, "diff")
+
+    def _raise_gone_or(self, e: BaseException, what: str):
+        """SandboxEndedError if the container ended without us stopping it (its main process was
+        killed from inside: the agent's doing), else SandboxError (infra)."""
+        if not self._stopped:
+            try:
+                self.container.reload()
+                gone = self.container.status in ("exited", "dead")
+            except docker.errors.NotFound:
+                gone = True
+            except _TRANSPORT_ERRORS:
+                gone = False
+            if gone and not self._stopped:
+                raise SandboxEndedError(
+                    "the sandbox ended during the run without the harness stopping it (its main process "
+                    "was killed from inside): a counted agent failure"
+                ) from None
+        raise SandboxError(f"{what} failed: {_short(e)}") from None
 
     def _mkdir(self, path: str) -> None:
         r = self.exec(["mkdir", "-p", path], timeout=30)

@@ -34,6 +34,7 @@ from rollouts.errors import ConfigError
 from rollouts.report.fmt import arm_label, fmt, fmt_ci, fmt_cost, fmt_options
 from rollouts.store import FINAL_STATUSES, Store
 from rollouts.view import data as D
+from rollouts.view import exchanges as X
 from rollouts.view import trajectory as T
 
 HERE = Path(__file__).parent
@@ -154,7 +155,7 @@ def create_app(data_dir: str | Path) -> Starlette:
         d = cat.run_dir(run_id, attempt)
         if attempt is not None and not d.is_dir():
             raise D.NotFound(f"run {run_id} has no attempt {attempt}")
-        ctx = _run_context(cat, run_id, d, qint(request, "page"))
+        ctx = _run_context(cat, run_id, d, qint(request, "page"), qint(request, "xpage"))
         same_task = [r for r in m.results if r.task_name == rec.task_name and r.run_id != run_id][:50]
         live = rec.status not in FINAL_STATUSES and attempt is None
         tpl = "_run_live.html.j2" if q(request, "fragment") else "run.html.j2"
@@ -216,7 +217,7 @@ def _ref(s: str) -> tuple[str, str]:
     return name, rid
 
 
-def _run_context(cat: D.Catalog, run_id: str, d: Path, step_page: int) -> dict[str, Any]:
+def _run_context(cat: D.Catalog, run_id: str, d: Path, step_page: int, exchange_page: int = 1) -> dict[str, Any]:
     """Everything the run page shows from the run folder ``d`` (the run or one of its attempts)."""
     traj_path = d / "agent" / "trajectory.json"
     traj = D.read_json(traj_path)
@@ -230,6 +231,7 @@ def _run_context(cat: D.Catalog, run_id: str, d: Path, step_page: int) -> dict[s
     return {
         "run_id": run_id,
         "traj": tview,
+        "exchanges": X.build(d, exchange_page),
         "traj_error": traj.get("_unreadable") if isinstance(traj, dict) else None,
         "diff": diff, "diff_cut": diff_cut,
         "agent_log": agent_log, "agent_cut": agent_cut,

@@ -21,6 +21,8 @@ from typing import Any
 import psutil
 
 from rollouts.errors import ConfigError
+from rollouts.report.compare import compare_manifests  # imported at start-up (scipy: ~1 s), not on
+from rollouts.report.summary import summarize  # the first request
 from rollouts.store import ROLLOUT_ID_RE, Manifest, RunRecord, Store
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -89,15 +91,11 @@ class Catalog:
 
     def summary(self, name: str, rid: str) -> dict[str, Any]:
         """``summarize()`` of the rollout (the dict ``summarize --json`` prints), cached."""
-        from rollouts.report.summary import summarize
-
         p = self._manifest_path(name, rid)
         return self._cached(("s", name, rid), self._version(p), lambda: summarize(self.manifest(name, rid)))
 
     def compare(self, a: tuple[str, str], b: tuple[str, str], match: str) -> dict[str, Any]:
         """``compare_manifests(A, B)``: the dict ``compare --json`` prints, cached."""
-        from rollouts.report.compare import compare_manifests
-
         version = (self._version(self._manifest_path(*a)), self._version(self._manifest_path(*b)))
         return self._cached(("c", a, b, match), version,
                             lambda: compare_manifests(self.manifest(*a), self.manifest(*b), match=match))
