@@ -27,7 +27,7 @@ from rollouts.errors import SandboxError
 from rollouts.redact import redact
 from rollouts.sandbox.base import Sandbox
 from rollouts.store import atomic_write
-from rollouts.workspace import GIT_ENV, SAFE_GIT, collect_artifacts, redact_bytes, setup_workspace
+from rollouts.workspace import GIT_ENV, collect_artifacts, redact_bytes, setup_workspace
 
 SNAPSHOT_GIT_DIR = "/var/lib/rollouts/snapshot.git"
 SNAPSHOT_MAX_BYTES = 64 * 1024 * 1024
@@ -62,6 +62,7 @@ def _snapshot(sb: Sandbox, workdir: str, timeout: float) -> str:
     """Commit the workdir's state into :data:`SNAPSHOT_GIT_DIR` (never into the workdir); returns
     the commit, or ``"skipped:<reason>"`` when git is missing or the tree is too large."""
     q, g = shlex.quote(workdir), shlex.quote(SNAPSHOT_GIT_DIR)
+    git = "git -c core.fsmonitor=false -c core.hooksPath=/dev/null -c commit.gpgsign=false"
     script = (
         f"command -v git >/dev/null || {{ echo 'skip:no git in the image'; exit 0; }}; "
         f"[ -d {q} ] || mkdir -p {q}; "
@@ -71,8 +72,8 @@ def _snapshot(sb: Sandbox, workdir: str, timeout: float) -> str:
         f"echo \"skip:workdir too large to snapshot ($n+ files, ${{b:-?}} bytes; caps {SNAPSHOT_MAX_FILES} files, "
         f"{SNAPSHOT_MAX_BYTES} bytes)\"; exit 0; fi; "
         f"set -e; rm -rf {g}; mkdir -p $(dirname {g}); export GIT_DIR={g} GIT_WORK_TREE={q}; "
-        f"{SAFE_GIT} init -q; {SAFE_GIT} add -A . >/dev/null 2>&1 || true; "
-        f"{SAFE_GIT} commit -q --allow-empty --no-gpg-sign -m 'rollouts: start state'; echo \"ok:$({SAFE_GIT} rev-parse HEAD)\""
+        f"{git} init -q; {git} add -A . >/dev/null 2>&1 || true; "
+        f"{git} commit -q --allow-empty --no-gpg-sign -m 'rollouts: start state'; echo \"ok:$({git} rev-parse HEAD)\""
     )
     r = sb.exec(script, timeout=timeout, cwd="/", env=GIT_ENV)
     last = (r.stdout.strip().splitlines() or [""])[-1]
@@ -104,7 +105,7 @@ def collect(sb: Sandbox, task, workdir: str, base: str, artifacts: Path, notes: 
     if task.meta.environment.state == "workspace":
         diff = collect_artifacts(sb, workdir, base, artifacts, notes, secrets=secrets)
     else:
-        diff = _collect_snapshot(sb, workdir, base, artifacts, notes, secrets)
+        diff = _collect_snapshot(sb, task, workdir, base, artifacts, notes, secrets)
     sources = [(a.source, a.destination) for a in task.meta.artifacts]
     if task.meta.environment.logs_dirs:
         sources.insert(0, ("/logs/artifacts", "."))
@@ -113,44 +114,84 @@ def collect(sb: Sandbox, task, workdir: str, base: str, artifacts: Path, notes: 
     return diff
 
 
-def _collect_snapshot(sb: Sandbox, workdir: str, base: str, artifacts: Path, notes: str,
+# Like rollouts.workspace's collection: a fresh git dir in a private temp dir borrows only the
+# snapshot's objects (alternates), no system/global/repo config is read (COLLECT_ENV and -c
+# overrides), so nothing the agent wrote (config, hooks, filters, fsmonitor) runs or steers it.
+_SNAPSHOT_DIFF = r"""
+set -u
+T=$(mktemp -d /tmp/rollouts-collect.XXXXXXXXXXXXXXXX) || exit 80
+trap 'rm -rf "$T"' EXIT
+git -C "$T" init -q >/dev/null 2>&1 || exit 81
+export GIT_DIR="$T/.git" GIT_INDEX_FILE="$T/index" GIT_WORK_TREE="$W" HOME="$T" XDG_CONFIG_HOME="$T"
+printf '%s\n' "$S/objects" > "$GIT_DIR/objects/info/alternates" || exit 82
+G="git -c core.fsmonitor=false -c core.hooksPath=/dev/null -c core.attributesFile=/dev/null"
+$G read-tree "$BASE" || exit 83
+$G add -A . || exit 84
+$G diff --cached --binary --no-renames --no-ext-diff --no-textconv "$BASE" > "$T/diff" || exit 85
+n=$(wc -c < "$T/diff") || exit 86
+[ "$n" -le "$CAP" ] || { echo "oversize $n"; exit 87; }
+base64 -w0 < "$T/diff" || exit 86
+echo; echo "$SEP"
+$G diff --cached --numstat --no-renames --no-ext-diff "$BASE" | head -n 1000; echo "$SEP"
+echo "$NONCE"
+"""
+
+
+def _collect_snapshot(sb: Sandbox, task, workdir: str, base: str, artifacts: Path, notes: str,
                       secrets: list[str]) -> bytes:
+    """diff.patch of the workdir against the start snapshot. A failed collection is recorded in
+    repo_info.json; it fails the run (GradingIntegrityError, an agent failure) only when grading
+    needs the diff (fresh mode)."""
+    import base64
+    import binascii
+    from secrets import token_hex
+
+    from rollouts.errors import GradingIntegrityError
+    from rollouts.grading.stop import exec_watched
+    from rollouts.workspace import COLLECT_ENV
+
     artifacts.mkdir(parents=True, exist_ok=True)
     atomic_write(artifacts / "notes.md", redact(notes or "", secrets))
     info: dict = {"schema_version": 1, "workdir": workdir, "snapshot_git_dir": SNAPSHOT_GIT_DIR,
                   "captured": "workdir vs its state at agent start (git dir outside the workdir)"}
     diff = b""
+    error = None
     if not base or base.startswith("skipped:"):
         info.update(snapshot="skipped", reason=base[8:] or "not taken", captured="nothing (no snapshot)")
+        if task.meta.tests.mode == "fresh":
+            error = f"fresh grading needs the workdir diff, but no snapshot was taken ({info['reason']})"
     else:
-        q = shlex.quote(workdir)
-        env = {**GIT_ENV, "GIT_DIR": SNAPSHOT_GIT_DIR, "GIT_WORK_TREE": workdir}
-        script = (
-            f"cd {q} && {SAFE_GIT} add -A . >/dev/null 2>&1; "
-            f"{SAFE_GIT} diff --cached --binary --no-ext-diff --no-textconv {shlex.quote(base)} "
-            f"> /tmp/rollouts_diff.patch; echo rc=$?; "
-            f"{SAFE_GIT} diff --cached --numstat --no-ext-diff --no-textconv {shlex.quote(base)} | head -1000"
-        )
-        r = sb.exec(script, timeout=120, cwd="/", env=env)
+        sep, nonce = f"--rollouts-{token_hex(8)}--", f"rollouts-collected-{token_hex(8)}"
+        env = {**GIT_ENV, **COLLECT_ENV, "W": workdir.rstrip("/") or "/", "S": SNAPSHOT_GIT_DIR, "BASE": base,
+               "CAP": str(DIFF_MAX_BYTES), "SEP": sep, "NONCE": nonce}
+        r = exec_watched(sb, _SNAPSHOT_DIFF, "collecting the workdir diff", 300, env=env, cwd="/",
+                         output_limit=DIFF_MAX_BYTES * 4 // 3 + 2 * 1024 * 1024)
+        parts = r.stdout.split(sep + "\n")
         info.update(snapshot="taken", base_commit=base)
-        if "rc=0" not in r.stdout:
-            info["error"] = f"git diff failed: {r.output.strip()[-500:]}"
+        if r.exit_code == 87:
+            error = f"the workdir diff is over the cap of {DIFF_MAX_BYTES} bytes"
+        elif not r.ok or r.truncated or len(parts) != 3 or parts[2].strip() != nonce:
+            error = f"collecting the workdir diff failed (exit {r.exit_code}): {r.stderr.strip()[-300:]}"
         else:
             try:
-                diff = sb.get_file("/tmp/rollouts_diff.patch", max_bytes=DIFF_MAX_BYTES)
-            except SandboxError as e:
-                info.update(error=str(e), diff_truncated=True)
+                diff = base64.b64decode(parts[0].strip(), validate=True)
+            except (binascii.Error, ValueError):
+                error = "collecting the workdir diff failed: it came back malformed"
             files = []
-            for line in r.stdout.split("rc=0", 1)[1].strip().splitlines():
-                parts = line.split("\t")
-                if len(parts) == 3:
-                    files.append({"path": parts[2], "added": None if parts[0] == "-" else int(parts[0]),
-                                  "removed": None if parts[1] == "-" else int(parts[1])})
+            for line in parts[1].splitlines():
+                cols = line.split("\t")
+                if len(cols) == 3:
+                    files.append({"path": cols[2], "added": None if cols[0] == "-" else int(cols[0]),
+                                  "removed": None if cols[1] == "-" else int(cols[1])})
             info["diff_stats"] = {"files_changed": len(files), "insertions": sum(f["added"] or 0 for f in files),
                                   "deletions": sum(f["removed"] or 0 for f in files), "bytes": len(diff),
                                   "files": files}
+    if error:
+        info["error"] = error
     atomic_write(artifacts / "diff.patch", redact_bytes(diff, secrets))
     atomic_write(artifacts / "repo_info.json", redact(json.dumps(info, indent=2), secrets) + "\n")
+    if error and task.meta.tests.mode == "fresh":
+        raise GradingIntegrityError(error)
     return diff
 
 
