@@ -337,7 +337,9 @@ def images_build(force: bool, config: str | None) -> None:
 @click.option("--backend", "backends", multiple=True, type=click.Choice(["docker", "modal"]),
               help="Backends to clean (default: docker, or SANDBOX_BACKEND).")
 @click.option("--all-hosts", is_flag=True, help="Also sandboxes started from other hosts (shared Modal workspace).")
-def clean(dry_run: bool, backends: tuple[str, ...], all_hosts: bool) -> None:
+@click.option("--agent-layers", type=click.Choice(["stale", "all"]), default=None,
+              help="Also remove installed-agent layers: stale (not the current build of an agent version) or all.")
+def clean(dry_run: bool, backends: tuple[str, ...], all_hosts: bool, agent_layers: str | None) -> None:
     """Remove sandboxes (and image build leftovers) of rollouts whose harness is gone."""
     from rollouts.runner import reap_dead
     from rollouts.sandbox import get_backend
@@ -361,6 +363,11 @@ def clean(dry_run: bool, backends: tuple[str, ...], all_hosts: bool) -> None:
             for i in left:
                 console.print(f"{verb} {i}", markup=False)
             total_i += len(left)
+            if agent_layers:
+                from rollouts.agents.installed.layer import clean_layers
+
+                for v in clean_layers(backend.client, all_layers=agent_layers == "all", dry_run=dry_run):
+                    console.print(f"{verb} agent layer {v}", markup=False)
     console.print(f"{PREFIX} {verb} {total_c} sandbox(es), {total_i} image build leftover(s)", markup=False)
 
 

@@ -118,6 +118,12 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
     phase("image", t0)
     res = entry.resources
     agent_timeout = entry.agent_timeout_sec
+    agent = get_agent(entry.agent)
+    t0 = time.monotonic()
+    # Installed agents: their layer (built once, then ~0 s) and the version pinned on the run.
+    volumes = agent.prepare(env.backend, entry.agent_options, image, log)
+    rec.agent_options = agent.pinned_options(entry.agent_options)
+    phase("agent_setup", t0)
     spec = SandboxSpec(
         image=image,
         labels={**labels_for(env.rollout_id, rec.run_id), "rollouts.phase": "agent"},
@@ -129,8 +135,8 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
         env=dict(task.meta.environment.env),
         lifetime_sec=task.meta.timeouts.setup_sec + agent_timeout + 180
         + (task.meta.timeouts.verifier_sec if task.meta.tests.mode == "shared" else 0),
+        volumes=volumes,
     )
-    agent = get_agent(entry.agent)
     client = env.make_client(entry) if (agent.needs_model and env.make_client) else None
     workdir = task.meta.environment.workdir
     sb = env.backend.create(spec)

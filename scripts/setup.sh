@@ -45,7 +45,7 @@ stamp=".venv/.rollouts-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     log "installing the project with extras local,dev,modal (pip)"
     if ! { .venv/bin/python -m pip install -q --upgrade pip \
-           && .venv/bin/python -m pip install -q -e '.[local,dev,modal]'; } > .venv/pip.log 2>&1; then
+           && .venv/bin/python -m pip install -q -e '.[local,dev,modal,agents]'; } > .venv/pip.log 2>&1; then
         tail -n 40 .venv/pip.log
         log "pip install failed (full log: .venv/pip.log)"
         exit 1

@@ -42,6 +42,9 @@ class SandboxSpec:
     env: dict[str, str] = field(default_factory=dict)
     lifetime_sec: float | None = None  # hard deadline: the backend removes the sandbox after this
     name: str | None = None
+    # Read-only volumes to mount: ((volume name, path in the sandbox), ...), e.g. an installed
+    # agent's layer (rollouts/agents/installed/layer.py). Backends without volumes refuse them.
+    volumes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass

@@ -120,6 +120,7 @@ class DockerSandbox(Sandbox):
                 memswap_limit=f"{s.memory_mb}m",
                 pids_limit=s.pids,
                 auto_remove=bool(s.lifetime_sec),
+                volumes={name: {"bind": path, "mode": "ro"} for name, path in s.volumes},
             )
         except docker.errors.ImageNotFound as e:
             raise SandboxError(f"image not found: {s.image} ({e.explanation})") from None
