@@ -123,7 +123,7 @@ def test_running_rollout_is_live(data):
     m = make_manifest("live", "20260105__00-00-00", store, [{"status": "running"}, {"reward": 1.0}], status="running")
     m.host, m.pid = __import__("socket").gethostname(), os.getpid()
     store.write_manifest(m)
-    c = TestClient(create_app(data[0]))
+    c = TestClient(create_app(data[0], min_age_sec=0))
     assert c.get("/?fragment=1").headers["x-rollouts-live"] == "1"
     assert c.get("/r/live/20260105__00-00-00").headers["x-rollouts-live"] == "1"
     m.results[0].status, m.results[0].reward, m.status = "completed", 0.0, "completed"
