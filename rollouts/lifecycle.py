@@ -214,6 +214,8 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
     rec.metrics = out.metrics
     if out.status == "error":
         rec.status, rec.error_kind, rec.error = "error", out.error_kind, out.error
+        if out.error_kind == "verifier":
+            rec.error = task_runtime.explain_verifier_error(task, run_dir, out.error)
     elif out.status == "verifier_timeout":
         rec.status = "verifier_timeout"
     else:

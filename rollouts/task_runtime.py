@@ -18,6 +18,7 @@ only hurts the agent).
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import tempfile
 import time
@@ -243,3 +244,30 @@ def _redacted_copy(src: Path, dest: Path, secrets: list[str], skip_reserved: boo
         elif p.is_file():
             t.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(t, redact_bytes(p.read_bytes(), secrets))
+
+
+# What a test.sh prints when it needed the network and had none (DNS, routing, TLS interception).
+_NO_NETWORK = re.compile(
+    r"(Could not resolve host|Temporary failure in name resolution|Name or service not known|"
+    r"Network is unreachable|No route to host|Failed to connect to|Connection refused.*(https?://|:443)|"
+    r"certificate verify failed|self[- ]signed certificate in certificate chain|SSL certificate problem|"
+    r"Failed to download|error sending request for url)", re.I)
+
+
+def explain_verifier_error(task, run_dir: Path, error: str | None) -> str | None:
+    """``error``, prefixed with "the verifier needed the network" when the verifier's log
+    (``logs/eval.log``) shows it failed to reach the network (a Terminal-Bench 2 ``test.sh``
+    downloading uv and pytest on a machine without internet): the run stays a verifier error, and
+    the message says why instead of a bare "no reward file"."""
+    log = run_dir / "logs" / "eval.log"
+    try:
+        text = log.read_text(errors="replace")[-200_000:]
+    except OSError:
+        return error
+    m = _NO_NETWORK.search(text)
+    if not m:
+        return error
+    line = next((ln.strip() for ln in text.splitlines() if m.group(0) in ln), m.group(0))[:200]
+    net = task.meta.tests.network if task.meta.tests.network is not None else task.meta.network
+    where = "with network access that reaches no outside host here" if net else "without network access"
+    return f"the verifier needed the network (it ran {where}: {line!r}); {error or ''}".rstrip("; ")

@@ -197,3 +197,18 @@ def test_tasks_show_and_convert_through_the_cli(run_cli, tmp_path):
 def test_harbor_loader_is_the_registered_one():
     assert formats()["harbor"] is HARBOR and HARBOR.marker == "task.toml"
     assert Path(HARBOR_OK[0] / "task.toml").is_file()
+
+
+def test_verifier_error_says_the_verifier_needed_the_network(tmp_path):
+    from rollouts.task_runtime import explain_verifier_error
+
+    t = load_task(FIX / "harbor/metrics")  # no-network task
+    (tmp_path / "logs").mkdir()
+    log = tmp_path / "logs" / "eval.log"
+    log.write_text("$ bash /tests/test.sh\ncurl: (6) Could not resolve host: astral.sh\n(exit 6)\n")
+    msg = explain_verifier_error(t, tmp_path, "the verifier wrote no reward file")
+    assert msg.startswith("the verifier needed the network (it ran without network access: "
+                          "'curl: (6) Could not resolve host: astral.sh')")
+    assert msg.endswith("the verifier wrote no reward file")
+    log.write_text("AssertionError: wrong answer\n")
+    assert explain_verifier_error(t, tmp_path, "x") == "x"

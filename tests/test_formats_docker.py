@@ -96,3 +96,25 @@ def test_unsupported_refused_without_the_flag_and_missing_images_reported(rollou
         assert "missing image ubuntu:24.04 (no registry; map it in [images]): needed by fixtures/app-state" in out
         assert "missing image python:3.13-slim" in out
     assert not (tmp_path / "d" / "rollouts" / "noimg").exists()  # nothing ran
+
+
+def test_healthcheck_that_never_passes_fails_the_environment(docker_client, base_image):
+    import uuid
+
+    from rollouts.lifecycle import labels_for
+    from rollouts.sandbox.base import SandboxSpec
+    from rollouts.sandbox.docker import DockerBackend
+    from rollouts.task import Healthcheck
+    from rollouts.task_runtime import HealthcheckFailed, run_healthcheck
+
+    rid = f"hc-{uuid.uuid4().hex[:8]}"
+    sb = DockerBackend(docker_client).create(SandboxSpec(image=base_image, labels=labels_for(rid, f"{rid}-0")))
+    try:
+        sb.start()
+        run_healthcheck(sb, Healthcheck(command="test -d /tmp", interval_sec=0, retries=1), "/")
+        hc = Healthcheck(command="echo not yet; false", interval_sec=0.1, start_period_sec=0.3,
+                         start_interval_sec=0.1, retries=2)
+        with pytest.raises(HealthcheckFailed, match="failed 2 time"):
+            run_healthcheck(sb, hc, "/")
+    finally:
+        sb.stop()
