@@ -161,6 +161,12 @@ def run(store, config: str | None, verbose: int, no_eval: bool, resume: bool, la
     if dry_run:
         print_dry_run(cfg, sel, console if not as_json else None)
         return
+    from rollouts.check import missing_images_lines
+    from rollouts.errors import EnvironmentNotReady
+
+    missing = missing_images_lines(cfg)  # before any run: exit 3, one line per image
+    if missing:
+        raise EnvironmentNotReady(f"{len(missing)} base image(s) missing:\n" + "\n".join(missing))
     if baseline:
         from rollouts.report.compare import preflight_baseline
 

@@ -123,13 +123,26 @@ def test_running_rollout_is_live(data):
     m = make_manifest("live", "20260105__00-00-00", store, [{"status": "running"}, {"reward": 1.0}], status="running")
     m.host, m.pid = __import__("socket").gethostname(), os.getpid()
     store.write_manifest(m)
-    c = TestClient(create_app(data[0]))
+    c = TestClient(create_app(data[0], min_age_sec=0))
     assert c.get("/?fragment=1").headers["x-rollouts-live"] == "1"
     assert c.get("/r/live/20260105__00-00-00").headers["x-rollouts-live"] == "1"
     m.results[0].status, m.results[0].reward, m.status = "completed", 0.0, "completed"
     store.write_manifest(m)
     assert "x-rollouts-live" not in c.get("/r/live/20260105__00-00-00?fragment=1").headers
     shutil.rmtree(data[0] / "rollouts" / "live")
+
+
+def test_atif_with_our_native_record_and_step_extras():
+    from tests.view_fixture import atif_trajectory, rlm_trajectory
+
+    wrapped = {**atif_trajectory(), "extra": {"rollouts": rlm_trajectory()}}
+    v = build(wrapped)
+    assert v["format"].startswith("ATIF ATIF-v1.5 (our rlm agent's record")
+    assert v["steps"][0]["calls"][0]["subcalls"][1]["child"]["answer"] == "CHILD-ANSWER-42"
+    plain = atif_trajectory()
+    plain["steps"][1]["extra"] = {"exit_code": 1, "timed_out": False, "exec_sec": 0.4}
+    call = build(plain)["steps"][1]["calls"][0]
+    assert (call["exit_code"], call["sec"], call["output"]) == (1, 0.4, "1 failed ATIF-OBS")
 
 
 def test_big_trajectory_is_paginated():
