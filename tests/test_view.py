@@ -132,6 +132,19 @@ def test_running_rollout_is_live(data):
     shutil.rmtree(data[0] / "rollouts" / "live")
 
 
+def test_atif_with_our_native_record_and_step_extras():
+    from tests.view_fixture import atif_trajectory, rlm_trajectory
+
+    wrapped = {**atif_trajectory(), "extra": {"rollouts": rlm_trajectory()}}
+    v = build(wrapped)
+    assert v["format"].startswith("ATIF ATIF-v1.5 (our rlm agent's record")
+    assert v["steps"][0]["calls"][0]["subcalls"][1]["child"]["answer"] == "CHILD-ANSWER-42"
+    plain = atif_trajectory()
+    plain["steps"][1]["extra"] = {"exit_code": 1, "timed_out": False, "exec_sec": 0.4}
+    call = build(plain)["steps"][1]["calls"][0]
+    assert (call["exit_code"], call["sec"], call["output"]) == (1, 0.4, "1 failed ATIF-OBS")
+
+
 def test_big_trajectory_is_paginated():
     t = shell_trajectory(1200, out_chars=4000)  # ~5 MB of JSON
     v = build(t, page=3)
