@@ -1,7 +1,8 @@
 """The real CLI with faults injected for tests/test_outcomes.py, chosen by ``ROLLOUTS_TEST_FAULTS``
 (comma-separated): ``boom_agent`` registers agent ``boom`` whose code raises RuntimeError;
 ``harness`` makes artifact collection raise KeyError (a bug of ours); ``copyout_once`` makes the
-first copy-out of the agent's diff fail as the Docker transport would (SandboxError)."""
+first copy-out of the agent's diff (the collection exec) fail as the Docker transport would
+(SandboxError)."""
 
 from __future__ import annotations
 
@@ -29,26 +30,25 @@ def _install(faults: set[str]) -> None:
     if "boom_agent" in faults:
         REGISTRY["boom"] = "tests.fault_cli:BoomAgent"
     if "harness" in faults:
-        import rollouts.lifecycle as life
+        from rollouts import task_runtime
 
         def broken_collect(*a, **k):
             raise KeyError("injected harness bug")
 
-        life.collect_artifacts = broken_collect
-    if "copyout_once" in faults:
+        task_runtime.collect = broken_collect
+    if "copyout_once" in faults:  # the diff comes out on the collection exec's stdout
         from rollouts.sandbox.docker import DockerSandbox
 
-        real = DockerSandbox.get_file
+        real = DockerSandbox.exec
         state = {"failed": False}
 
-        def get_file(self, path, max_bytes=64 * 1024 * 1024):
-            if path.endswith("diff.patch") and not state["failed"]:
+        def exec_(self, cmd, **kw):
+            if (kw.get("env") or {}).get("NONCE", "").startswith("rollouts-collected-") and not state["failed"]:
                 state["failed"] = True
-                raise SandboxError(f"copy out of sandbox failed ({path}): injected connection reset")
-            return real(self, path, max_bytes)
+                raise SandboxError("exec failed: injected connection reset while copying out the diff")
+            return real(self, cmd, **kw)
 
-        DockerSandbox.get_file = get_file
-
+        DockerSandbox.exec = exec_
 
 if __name__ == "__main__":
     _install(set(filter(None, os.environ.get("ROLLOUTS_TEST_FAULTS", "").split(","))))

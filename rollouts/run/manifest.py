@@ -44,6 +44,7 @@ def build_manifest(config: BenchmarkConfig, rollout_id: str, store: Store, secre
             index=e.index, task_dir=e.prepared_dir, task_name=e.task.name, task_digest=e.task.digest,
             agent=e.agent, model=e.model, rollouts=e.rollouts, backend=e.backend, agent_options=e.agent_options,
             environment_variables={k: redact(v, secrets) for k, v in e.environment_variables.items()},
+            task_format=e.task.format, task_source=e.task.source, images=_images_used(e.task),
         ))
         for r in range(e.rollouts):
             run_id = f"{rollout_id}-{i}"
@@ -56,8 +57,18 @@ def build_manifest(config: BenchmarkConfig, rollout_id: str, store: Store, secre
         config=str(config.path), config_digest=config.digest, name=config.name, created_at=rollout_id,
         rollout_id=rollout_id, started_at=now_iso(), tool_version=__version__, git_revision=revision_of(config),
         host=socket.gethostname(), pid=os.getpid(), parallel=config.parallel, max_retries=config.max_retries,
-        tasks=tasks, results=results,
+        tasks=tasks, results=results, skipped=[s.model_dump() for s in config.skipped],
     )
+
+
+def _images_used(task) -> dict[str, str]:
+    """The ``[images]`` mapping as applied to ``task``'s base images (image → local image)."""
+    from rollouts.images import base_images_of, mapped_image
+
+    if not task.image_map:
+        return {}
+    return {ref: mapped_image(ref, task.image_map) for ref in base_images_of(task)
+            if mapped_image(ref, task.image_map) != ref}
 
 
 class ManifestWriter:

@@ -51,6 +51,8 @@ class RunOutcome(BaseModel):
     steps: int | None = None
     image: str | None = None
     launch_rc: int | None = None
+    integrity: str | None = None  # grading integrity label (rollouts.grading.integrity)
+    agent_options: dict | None = None  # options as run (installed agents pin their version); None: unchanged
 
     @property
     def retryable(self) -> bool:
@@ -85,7 +87,10 @@ def outcome_of(exc: BaseException, secrets: list[str], run_dir: Path | None = No
 
 
 def apply_outcome(rec: RunRecord, out: RunOutcome) -> None:
-    """Copy an outcome onto the manifest record and stamp ``finished_at``."""
+    """Copy an outcome onto the manifest record and stamp ``finished_at`` (``agent_options`` and
+    ``integrity`` only when the attempt got that far)."""
     for name in RunOutcome.model_fields:
-        setattr(rec, name, getattr(out, name))
+        value = getattr(out, name)
+        if value is not None or name not in ("agent_options", "integrity"):
+            setattr(rec, name, value)
     rec.finished_at = now_iso()

@@ -34,6 +34,7 @@ from rollouts.errors import ConfigError
 from rollouts.report.fmt import arm_label, fmt, fmt_ci, fmt_cost, fmt_options
 from rollouts.store import FINAL_STATUSES, Store
 from rollouts.view import data as D
+from rollouts.view import exchanges as X
 from rollouts.view import trajectory as T
 
 HERE = Path(__file__).parent
@@ -101,10 +102,19 @@ class _SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(data_dir: str | Path) -> Starlette:
-    """The viewer over ``data_dir`` (the ``--data-dir`` of the CLI: holds rollouts/ and runs/)."""
+def create_app(data_dir: str | Path, min_age_sec: float | None = None) -> Starlette:
+    """The viewer over ``data_dir`` (the ``--data-dir`` of the CLI: holds rollouts/ and runs/).
+    ``min_age_sec``: overrides :data:`rollouts.view.data.Catalog.MIN_AGE_SEC` (tests: 0)."""
     cat = D.Catalog(Store(data_dir))
+    if min_age_sec is not None:
+        cat.MIN_AGE_SEC = min_age_sec
     env = make_env()
+    for name in env.list_templates():  # compiled once, at start-up
+        env.get_template(name)
+    D.warm_up()
+    import threading
+
+    threading.Thread(target=cat.warm, name="view-warm", daemon=True).start()
 
     def page(tpl: str, request: Request, /, status_code: int = 200, live: bool = False, **ctx: Any) -> HTMLResponse:
         ctx.setdefault("query", dict(request.query_params))
@@ -154,7 +164,7 @@ def create_app(data_dir: str | Path) -> Starlette:
         d = cat.run_dir(run_id, attempt)
         if attempt is not None and not d.is_dir():
             raise D.NotFound(f"run {run_id} has no attempt {attempt}")
-        ctx = _run_context(cat, run_id, d, qint(request, "page"))
+        ctx = _run_context(cat, run_id, d, qint(request, "page"), qint(request, "xpage"))
         same_task = [r for r in m.results if r.task_name == rec.task_name and r.run_id != run_id][:50]
         live = rec.status not in FINAL_STATUSES and attempt is None
         tpl = "_run_live.html.j2" if q(request, "fragment") else "run.html.j2"
@@ -205,6 +215,7 @@ def create_app(data_dir: str | Path) -> Starlette:
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={D.NotFound: not_found, ConfigError: bad_data})
+    app.state.catalog = cat
     app.add_middleware(_SecurityHeaders)
     return app
 
@@ -216,7 +227,7 @@ def _ref(s: str) -> tuple[str, str]:
     return name, rid
 
 
-def _run_context(cat: D.Catalog, run_id: str, d: Path, step_page: int) -> dict[str, Any]:
+def _run_context(cat: D.Catalog, run_id: str, d: Path, step_page: int, exchange_page: int = 1) -> dict[str, Any]:
     """Everything the run page shows from the run folder ``d`` (the run or one of its attempts)."""
     traj_path = d / "agent" / "trajectory.json"
     traj = D.read_json(traj_path)
@@ -230,6 +241,7 @@ def _run_context(cat: D.Catalog, run_id: str, d: Path, step_page: int) -> dict[s
     return {
         "run_id": run_id,
         "traj": tview,
+        "exchanges": X.build(d, exchange_page),
         "traj_error": traj.get("_unreadable") if isinstance(traj, dict) else None,
         "diff": diff, "diff_cut": diff_cut,
         "agent_log": agent_log, "agent_cut": agent_cut,
