@@ -31,7 +31,7 @@ from typing import Any
 
 from rollouts.report.stats import clustered_mean_ci, group_stats, macro_stats, mean_ci, pass_k_over_tasks
 from rollouts.report.tables import render_table  # noqa: F401 (``summarize``'s public renderer)
-from rollouts.store import Manifest
+from rollouts.store import Manifest, RunRecord
 
 SUMMARY_SCHEMA_VERSION = 1
 
@@ -39,6 +39,9 @@ SUMMARY_SCHEMA_VERSION = 1
 PHASES = ("image", "sandbox_start", "setup", "agent", "collect", "verifier")
 #: Metrics not aggregated separately (``reward`` is the reward itself).
 SKIP_METRICS = frozenset({"reward"})
+#: The grading helper adds an integrity label to RunRecord; read it only once it exists (a missing
+#: attribute costs pydantic's slow ``__getattr__`` path on every record).
+_HAS_INTEGRITY = "integrity" in RunRecord.model_fields
 
 
 @dataclass
@@ -145,7 +148,7 @@ def _row(key: tuple, recs: list, bounded: set[str]) -> tuple[Row, list]:
         if r.status == "error":
             row.errors += 1
             row.harness_errors += r.error_kind == "harness"
-        label = getattr(r, "integrity", None)
+        label = getattr(r, "integrity", None) if _HAS_INTEGRITY else None
         if label:
             row.integrity[str(label)] = row.integrity.get(str(label), 0) + 1
         if r.status in ("agent_timeout", "verifier_timeout"):
