@@ -510,3 +510,23 @@ def test_stats_sign_flip_equals_scipy_permutation_test_when_exact():
         want = sps.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=10_000).pvalue
         got = sign_flip_p(d, 10_000, 0)
         assert got == pytest.approx(min(1.0, want), abs=1e-12) or abs(d.mean()) <= 1e-9
+
+
+def test_stats_t_quantile_equals_scipy():
+    for conf in (0.8, 0.9, 0.95, 0.99, 0.999):
+        for df in [*range(1, 230), 500, 1000, 10_000, 1_000_000]:
+            assert stats._t_quantile(conf, df) == pytest.approx(sps.t.ppf(0.5 + conf / 2, df), rel=1e-7)
+
+
+def test_stats_summary_imports_neither_numpy_nor_scipy():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom rollouts.report.summary import summarize\n"
+        "from rollouts.report.stats import mean_ci, clustered_mean_ci\n"
+        "mean_ci([1.0, 5.0, 9.0]); clustered_mean_ci([1.0, 5.0, 2.0], ['a', 'b', 'b'])\n"
+        "print('numpy' in sys.modules, 'scipy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
