@@ -88,7 +88,7 @@ def compare(
     ROLLOUTS: NAME_A [--rollout ID | --latest] NAME_B [--rollout ID | --latest]
       (NAME/ID is short for NAME --rollout ID; no selector = latest)
     """
-    from rollouts.report.compare import compare_manifests
+    from rollouts.report.compare import compare_digests, digest
     from rollouts.report.compare_render import compare_markdown, render_compare
     from rollouts.report.summary import load_for_report
 
@@ -98,7 +98,9 @@ def compare(
     ra, rb = store.resolve(na, ia, ia is None), store.resolve(nb, ib, ib is None)
     if (na, ra) == (nb, rb):
         raise ConfigError(f"compare: both sides are the same rollout {na}/{ra}")
-    res = compare_manifests(load_for_report(store, na, ra), load_for_report(store, nb, rb), match=match, alpha=alpha)
+    # one manifest in memory at a time: each is reduced to its scored groups before the next loads
+    da = digest(load_for_report(store, na, ra))
+    res = compare_digests(da, digest(load_for_report(store, nb, rb)), match=match, alpha=alpha)
     if as_json:
         click.echo(json.dumps(res, indent=2))
     elif markdown:
