@@ -87,6 +87,15 @@ class GradingIntegrityError(AgentError):
     collection) because of what the agent left behind: fail closed, a counted agent failure."""
 
 
+class SandboxEndedError(AgentError):
+    """The agent's sandbox ended during the run without the harness stopping it (its main
+    process was killed from inside): a counted agent failure, never infra (issue 10)."""
+
+
+class OversizeDiffError(AgentError):
+    """The agent's diff is larger than the collection cap; the message names size and cap."""
+
+
 class SandboxCapacityError(SandboxError):
     """The backend found no capacity for a sandbox after its own bounded wait (Modal's
     ``Sandbox.create`` waits up to ~21 min). An infrastructure failure; retrying the run at once

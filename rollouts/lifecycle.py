@@ -18,10 +18,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rollouts import task_runtime
 from rollouts.agents import AgentContext, AgentResult, get_agent
 from rollouts.config import TaskEntry
 from rollouts.errors import ModelError, SandboxError
-from rollouts.grading.grade import grade_fresh, grade_in, start_grading_sandbox
+from rollouts.grading.grade import grade_fresh, grade_shared, start_grading_sandbox
+from rollouts.grading.integrity import task_label
 from rollouts.redact import redact
 from rollouts.sandbox.base import (
     LABEL_HOST,
@@ -34,15 +36,6 @@ from rollouts.sandbox.base import (
     SandboxSpec,
 )
 from rollouts.store import RunRecord, Usage, atomic_write, now_iso
-from rollouts.workspace import collect_artifacts, setup_workspace
-
-# Shared-mode grading: freeze everything, then kill every process except PID 1 (docker-init),
-# the container's main `sleep` and this shell, so nothing the agent started can touch the tests.
-KILL_AGENT_PROCESSES = (
-    "kill -STOP -1 2>/dev/null; main=$(ps -o pid= --ppid 1 --sort=start_time | head -1 | tr -d ' '); "
-    "for p in $(ps -e -o pid=); do case \"$p\" in 1|$$|$PPID|$main) ;; *) kill -KILL \"$p\" 2>/dev/null;; esac; done; "
-    "kill -CONT \"$main\" \"$PPID\" 2>/dev/null; true"
-)
 
 
 @dataclass
@@ -113,6 +106,7 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
     t_start = time.monotonic()
     timings: dict[str, float] = {}
     rec.started_at = rec.started_at or now_iso()
+    rec.integrity = task_label(task.meta)  # grading integrity (rollouts/grading/integrity.py)
     log = _RunLog(run_dir / "logs" / "agent.log", rec.run_id, env)
 
     def phase(name: str, t0: float) -> None:
@@ -124,6 +118,12 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
     phase("image", t0)
     res = entry.resources
     agent_timeout = entry.agent_timeout_sec
+    agent = get_agent(entry.agent)
+    t0 = time.monotonic()
+    # Installed agents: their layer (built once, then ~0 s) and the version pinned on the run.
+    volumes = agent.prepare(env.backend, entry.agent_options, image, log)
+    rec.agent_options = agent.pinned_options(entry.agent_options)
+    phase("agent_setup", t0)
     spec = SandboxSpec(
         image=image,
         labels={**labels_for(env.rollout_id, rec.run_id), "rollouts.phase": "agent"},
@@ -132,10 +132,11 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
         memory_mb=res.memory_mb,
         pids=res.pids,
         network=task.meta.network,
+        env=dict(task.meta.environment.env),
         lifetime_sec=task.meta.timeouts.setup_sec + agent_timeout + 180
         + (task.meta.timeouts.verifier_sec if task.meta.tests.mode == "shared" else 0),
+        volumes=volumes,
     )
-    agent = get_agent(entry.agent)
     client = env.make_client(entry) if (agent.needs_model and env.make_client) else None
     workdir = task.meta.environment.workdir
     sb = env.backend.create(spec)
@@ -153,7 +154,7 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
                 lambda gsb: _track(env, f"{rec.run_id}:verifier", gsb), agent_timeout + 60,
             )
         t0 = time.monotonic()
-        base = setup_workspace(sb, task, workdir, timeout=task.meta.timeouts.setup_sec)
+        base = task_runtime.prepare(sb, task, workdir, timeout=task.meta.timeouts.setup_sec)
         phase("setup", t0)
         rec.launch_rc = 0
         t0 = time.monotonic()
@@ -174,8 +175,8 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
         if client is not None:
             rec.usage = Usage(**client.usage.to_dict())
         t0 = time.monotonic()
-        diff = collect_artifacts(sb, workdir, base, run_dir / "artifacts", redact(result.notes, env.secrets),
-                                 secrets=env.secrets)
+        diff = task_runtime.collect(sb, task, workdir, base, run_dir / "artifacts",
+                                    redact(result.notes, env.secrets), env.secrets)
         phase("collect", t0)
         agent_status = {"timeout": "agent_timeout", "error": "error"}.get(result.status, "completed")
         if result.status == "error":
@@ -186,10 +187,8 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
             return _finish(rec, timings, t_start)
         t0 = time.monotonic()
         if task.meta.tests.mode == "shared":
-            r = sb.exec(KILL_AGENT_PROCESSES, timeout=30)  # stop every agent process before tests go in
-            if r.exit_code != 0:
-                raise SandboxError(f"could not stop the agent's processes before grading: {r.output[-300:]}")
-            out = grade_in(sb, task, run_dir, rec.run_id, t0, "shared", env.secrets)
+            # stops the agent's processes (rollouts/grading/stop.py), then grades in its sandbox
+            out = grade_shared(sb, task, run_dir, rec.run_id, t0, env.secrets)
         else:
             sb.stop()
             _untrack(env, rec.run_id)
@@ -215,6 +214,8 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
     rec.metrics = out.metrics
     if out.status == "error":
         rec.status, rec.error_kind, rec.error = "error", out.error_kind, out.error
+        if out.error_kind == "verifier":
+            rec.error = task_runtime.explain_verifier_error(task, run_dir, out.error)
     elif out.status == "verifier_timeout":
         rec.status = "verifier_timeout"
     else:

@@ -4,10 +4,8 @@ The base commit is deterministic (fixed author/committer/date), so the agent san
 fresh grading sandbox get the same commit id from the same files, and ``diff.patch`` applies
 cleanly. ``collect`` writes the spec's ``artifacts/diff.patch``, ``artifacts/repo_info.json``.
 
-The agent owns its sandbox, ``.git`` included, so collection never trusts the repo's config: git
-runs with hooks and fsmonitor off, ``GIT_DIR``/``GIT_WORK_TREE`` pinned to the workspace, and the
-diff is made without external diff drivers or textconv (``--no-ext-diff --no-textconv``), so it is
-git's own rendering of the files, not something a ``diff.external`` script printed.
+The agent owns its sandbox, ``.git`` included, so collection never uses the repo's config,
+attributes-driven drivers, hooks or index: see :func:`collect_artifacts`.
 
 Secrets: the values of secret-looking environment variables (and the configured keys) are
 replaced by ``***`` in ``diff.patch`` and ``repo_info.json`` on disk. An agent that writes a token
@@ -18,12 +16,14 @@ differs only where a secret was.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
-import shlex
 from pathlib import Path
+from secrets import token_hex
 
-from rollouts.errors import SandboxError
+from rollouts.errors import GradingIntegrityError, OversizeDiffError, SandboxError
 from rollouts.redact import REDACTED, redact, secret_values
 from rollouts.sandbox.base import Sandbox
 from rollouts.store import atomic_write
@@ -37,19 +37,31 @@ GIT_ENV = {
     "GIT_COMMITTER_DATE": "2000-01-01T00:00:00+0000",
 }
 DIFF_MAX_BYTES = 32 * 1024 * 1024
-# Overrides for anything the agent may have put in .git/config or ~/.gitconfig that would run a
-# program or change what "the diff" means.
-SAFE_GIT = (
-    "git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c core.untrackedCache=false "
-    "-c core.pager=cat -c color.ui=false -c core.quotePath=true"
-)
+# Collection's git: no system or global config (HOME is the collection's temp dir), no pager,
+# no locks on the agent's repo, never a prompt.
+COLLECT_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_ATTR_NOSYSTEM": "1",
+    "GIT_OPTIONAL_LOCKS": "0",
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_PAGER": "cat",
+    "LC_ALL": "C",
+    "BASH_ENV": "",
+}
 
 
 def setup_workspace(sandbox: Sandbox, task, workdir: str, timeout: float = 120) -> str:
     """Copy the task's workspace into ``workdir`` and commit it; returns the base commit sha.
 
     Raises SandboxError if git fails (an infrastructure problem: the base image has git).
+    A task whose state comes from the image (``environment.state = "image"``) is left as the
+    image has it (returns ""): the harness never commits into such a workdir (see
+    ``rollouts.task_runtime``).
     """
+    if task.meta.environment.state == "image":
+        return ""
     if task.meta.workspace:
         sandbox.put_dir(task.dir / task.meta.workspace, workdir)
     else:
@@ -71,71 +83,97 @@ def redact_bytes(data: bytes, secrets: list[str]) -> bytes:
     return data
 
 
+_COLLECT = r"""
+set -u
+T=$(mktemp -d /tmp/rollouts-collect.XXXXXXXXXXXXXXXX) || exit 80
+trap 'rm -rf "$T"' EXIT
+git -C "$T" init -q >/dev/null 2>&1 || git -C "$T" init -q || exit 81
+export GIT_DIR="$T/.git" GIT_INDEX_FILE="$T/index" GIT_WORK_TREE="$W" HOME="$T" XDG_CONFIG_HOME="$T"
+printf '%s\n' "$W/.git/objects" > "$GIT_DIR/objects/info/alternates" || exit 82
+git read-tree "$BASE" || exit 83
+git add -A . || exit 84
+git diff --cached --binary --no-renames --no-ext-diff --no-textconv "$BASE" > "$T/diff" || exit 85
+n=$(wc -c < "$T/diff") || exit 86
+[ "$n" -le "$CAP" ] || { echo "oversize $n"; exit 87; }
+base64 -w0 < "$T/diff" || exit 86
+echo; echo "$SEP"
+git diff --cached --numstat --no-renames --no-ext-diff "$BASE" | head -n 1000; echo "$SEP"
+head -c 300 "$W/.git/HEAD" 2>/dev/null; echo; echo "$SEP"
+echo "$NONCE"
+"""
+_COLLECT_STEPS = {
+    80: "create a temp dir", 81: "create the collection's git dir", 82: "link the workspace's objects",
+    83: "read the base commit (the workspace's .git objects were removed or damaged)",
+    84: "git add -A (e.g. a nested repo without commits, an unreadable file)", 85: "git diff",
+    86: "encode the diff",
+}
+
+
 def collect_artifacts(
     sandbox: Sandbox, workdir: str, base: str, artifacts: Path, notes: str, secrets: list[str] | None = None
 ) -> bytes:
-    """Write ``diff.patch`` (vs ``base``, binary-safe, untracked files included), ``notes.md`` and
-    ``repo_info.json`` into ``artifacts``; returns the (unredacted) diff bytes.
+    """Write ``diff.patch`` (vs ``base``, binary-safe, untracked files included, no renames),
+    ``notes.md`` and ``repo_info.json`` into ``artifacts``; returns the (unredacted) diff bytes.
 
-    The diff is capped at 32 MiB (SandboxError above it would hide work, so the cap is recorded
-    in repo_info and the diff is cut). Works even if the agent committed or switched branches.
+    Collection cannot be steered by the agent: git runs with a fresh git dir in a random,
+    exclusively created temp dir (``mktemp -d``), the workspace's ``.git`` lends only its
+    objects (alternates), no system/global config (``GIT_CONFIG_NOSYSTEM``, ``GIT_CONFIG_GLOBAL=
+    /dev/null``, ``HOME`` in the temp dir): so no agent-defined config, hooks, filters, diff
+    drivers, textconv or fsmonitor run. Every step's exit status is checked. The diff comes back
+    on stdout (base64, one exec, no file to copy out) under a watchdog outside the sandbox.
+
+    Raises OversizeDiffError (diff over :data:`DIFF_MAX_BYTES`; names size and cap) or
+    GradingIntegrityError (a step failed or hung: the agent's sandbox is the agent's, so it is a
+    counted agent failure); SandboxError (infra) only if the transport fails.
     ``secrets`` (default: the secret-looking variables of this process's environment) are
     redacted from what is written to disk; see the module docstring.
     """
+    from rollouts.grading.stop import exec_watched
+
     secrets = secret_values(os.environ) if secrets is None else list(secrets)
     artifacts.mkdir(parents=True, exist_ok=True)
     atomic_write(artifacts / "notes.md", redact(notes or "", secrets))
-    b = shlex.quote(base)
-    g = SAFE_GIT
-    script = (
-        f"{g} add -A >/dev/null 2>&1; "
-        f"{g} diff --cached --binary --no-ext-diff --no-textconv {b} > /tmp/rollouts_diff.patch; echo rc=$?; "
-        f"{g} diff --cached --numstat --no-ext-diff --no-textconv {b} | head -1000; echo '--status--'; "
-        f"{g} status --porcelain | head -1000; "
-        f"echo '--branch--'; {g} rev-parse --abbrev-ref HEAD; {g} rev-parse HEAD"
-    )
-    env = {**GIT_ENV, "GIT_DIR": f"{workdir.rstrip('/')}/.git", "GIT_WORK_TREE": workdir}
-    r = sandbox.exec(script, timeout=120, cwd=workdir, env=env)
-    info: dict = {"schema_version": 1, "base_commit": base, "workdir": workdir}
-    diff = b""
-    if "rc=0" not in r.stdout:
-        info["error"] = f"git diff failed: {r.output.strip()[-500:]}"
-    else:
-        try:
-            diff = sandbox.get_file("/tmp/rollouts_diff.patch", max_bytes=DIFF_MAX_BYTES)
-        except SandboxError as e:
-            info["error"] = str(e)
-            info["diff_truncated"] = True
-        numstat, _, rest = r.stdout.split("rc=0", 1)[1].partition("--status--")
-        status, _, branch = rest.partition("--branch--")
-        files = []
-        for line in numstat.strip().splitlines():
-            parts = line.split("\t")
-            if len(parts) == 3:
-                add, rem, path = parts
-                files.append(
-                    {
-                        "path": path,
-                        "added": None if add == "-" else int(add),
-                        "removed": None if rem == "-" else int(rem),
-                    }
-                )
-        blines = branch.strip().splitlines()
-        info.update(
-            branch=blines[0] if blines else None,
-            head_commit=blines[1] if len(blines) > 1 else None,
-            dirty_files=[ln[3:] for ln in status.strip().splitlines() if len(ln) > 3],
-            diff_stats={
-                "files_changed": len(files),
-                "insertions": sum(f["added"] or 0 for f in files),
-                "deletions": sum(f["removed"] or 0 for f in files),
-                "bytes": len(diff),
-                "files": files,
-            },
+    sep, nonce = f"--rollouts-{token_hex(8)}--", f"rollouts-collected-{token_hex(8)}"
+    env = {**GIT_ENV, **COLLECT_ENV, "W": workdir.rstrip("/") or "/", "BASE": base, "CAP": str(DIFF_MAX_BYTES),
+           "SEP": sep, "NONCE": nonce}
+    limit = DIFF_MAX_BYTES * 4 // 3 + 2 * 1024 * 1024
+    r = exec_watched(sandbox, _COLLECT, "collecting the agent's diff", 300, env=env, cwd="/", output_limit=limit)
+    if r.exit_code == 87:
+        size = r.stdout.split()[1] if len(r.stdout.split()) > 1 else "?"
+        raise OversizeDiffError(f"the agent's diff is {size} bytes, over the cap of {DIFF_MAX_BYTES} bytes")
+    parts = r.stdout.split(sep + "\n")
+    if not r.ok or r.truncated or len(parts) != 4 or parts[3].strip() != nonce:
+        step = _COLLECT_STEPS.get(r.exit_code, f"finish (exit {r.exit_code})")
+        raise GradingIntegrityError(
+            f"collecting the agent's diff failed: could not {step}: {r.stderr.strip()[-500:] or r.stdout[-300:]}"
         )
+    try:
+        diff = base64.b64decode(parts[0].strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise GradingIntegrityError("collecting the agent's diff failed: the diff came back malformed") from None
+    files = []
+    for line in parts[1].splitlines():
+        cols = line.split("\t")
+        if len(cols) == 3:
+            add, rem, path = cols
+            files.append({"path": path, "added": None if add == "-" else int(add),
+                          "removed": None if rem == "-" else int(rem)})
+    head = parts[2].strip()
+    info = {
+        "schema_version": 1, "base_commit": base, "workdir": workdir,
+        "head": head[:300] or None,
+        "branch": head[len("ref: refs/heads/"):] if head.startswith("ref: refs/heads/") else None,
+        "dirty_files": [f["path"] for f in files],
+        "diff_stats": {
+            "files_changed": len(files),
+            "insertions": sum(f["added"] or 0 for f in files),
+            "deletions": sum(f["removed"] or 0 for f in files),
+            "bytes": len(diff),
+            "files": files,
+        },
+    }
     atomic_write(artifacts / "diff.patch", redact_bytes(diff, secrets))
     atomic_write(
         artifacts / "repo_info.json", redact(json.dumps(info, indent=2, ensure_ascii=False), secrets) + "\n"
     )
     return diff
-

@@ -74,6 +74,7 @@ def _grade(task, ws: Path, tmp: Path) -> dict:
         TESTS_DIR=str(tests),
         LOGS_DIR=str(logs),
         WORKSPACE=str(ws),
+        UNTRUSTED_SAME_USER="1",  # outside a sandbox: no privilege drop (tests/untrusted.py)
     )
     reward_file = logs / "reward.json"
     assert reward_file.is_file(), f"verifier wrote no reward.json:\n{r.stdout}\n{r.stderr}"

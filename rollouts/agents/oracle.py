@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from rollouts.agents.base import Agent, AgentContext, AgentResult
 
 SOLUTION_DIR = "/solution"
@@ -9,7 +11,7 @@ SOLUTION_DIR = "/solution"
 
 class OracleAgent(Agent):
     """Copies the directory holding ``tb_meta.solution`` to /solution and runs the script with
-    ``bash`` in the workspace, under the agent timeout."""
+    ``bash`` in the workspace, under the agent timeout, removing /solution in the same exec."""
 
     name = "oracle"
 
@@ -18,12 +20,18 @@ class OracleAgent(Agent):
         if not sol:
             return AgentResult(status="error", error=f"task {ctx.task.name} has no reference solution")
         src = ctx.task.dir / sol
+        # one archive + one exec (issue 13): the script runs, then the solution is removed in the
+        # same exec, so it is not part of what the agent "left" (it is outside the repo anyway)
         ctx.sandbox.put_dir(src.parent, SOLUTION_DIR)
         script = f"{SOLUTION_DIR}/{src.name}"
-        r = ctx.sandbox.exec(["bash", script], timeout=max(1.0, ctx.remaining()), cwd=ctx.workdir, env=ctx.env)
+        r = ctx.sandbox.exec(
+            f"bash {shlex.quote(script)}; rc=$?; rm -rf {SOLUTION_DIR}; exit $rc",
+            timeout=max(1.0, ctx.remaining()), cwd=ctx.workdir,
+            env={**ctx.env, **ctx.task.meta.solution_env},  # [solution] env (Harbor)
+        )
         ctx.log(f"$ bash {script}\n{r.output}")
-        # remove the solution so it is not part of what the agent "left" (it is outside the repo anyway)
-        ctx.sandbox.exec(["rm", "-rf", SOLUTION_DIR], timeout=30)
+        if r.timed_out:  # killed before its own clean-up
+            ctx.sandbox.exec(["rm", "-rf", SOLUTION_DIR], timeout=30)
         tail = r.output[-2000:]
         notes = f"Ran the reference solution `{sol}`: exit code {r.exit_code}.\n\n```\n{tail}\n```\n"
         if r.timed_out:

@@ -14,15 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rollouts.grading.verifier import (
-    PatchApplyError,
-    RewardFileError,
-    UnsafeDiffError,
-    UnsafeWorkspaceError,
-    Verdict,
-    apply_diff,
-    run_verifier,
-)
+from rollouts.errors import AgentError, VerifierError
+from rollouts.grading.integrity import task_label, verify_toolchain
+from rollouts.grading.prepare import prepare_grading
+from rollouts.grading.stop import stop_agent
+from rollouts.grading.verifier import Verdict, run_verifier
 from rollouts.redact import redact
 from rollouts.sandbox.base import Sandbox, SandboxBackend, SandboxSpec
 from rollouts.store import atomic_write, atomic_write_json, now_iso
@@ -33,10 +29,12 @@ EVAL_SCHEMA_VERSION = 1
 
 @dataclass
 class GradeOutcome:
-    """``status``: completed | verifier_timeout | error. ``error_kind``: ``agent`` when the agent's
-    output was refused (a diff reaching outside the workspace or into .git, a workspace symlink
-    into the tests/logs/solution), ``verifier`` when the verifier or the diff application failed
-    (no or contradictory reward, diff does not apply). SandboxError propagates as infra."""
+    """``status``: completed | verifier_timeout | error. ``error_kind``: ``agent`` when grading
+    could not keep its guarantee because of what the agent left (:class:`AgentError`, e.g.
+    GradingIntegrityError: a diff reaching outside the workspace or into .git or that does not
+    apply, a workspace symlink into the tests/logs/kernel, a failed privilege drop), ``verifier``
+    when the task's verifier failed (no or contradictory reward). SandboxError propagates as
+    infra. ``integrity``: the run's grading integrity label (rollouts.grading.integrity)."""
 
     status: str
     reward: float | None
@@ -44,6 +42,7 @@ class GradeOutcome:
     duration_sec: float
     error: str | None = None
     error_kind: str | None = None
+    integrity: str | None = None
 
 
 def start_grading_sandbox(
@@ -54,7 +53,7 @@ def start_grading_sandbox(
     on_sandbox: Callable[[Sandbox], None] | None = None,
     extra_lifetime_sec: float = 0.0,
 ) -> Sandbox:
-    """Start a fresh grading sandbox (network off) with the workspace at the base commit.
+    """Start a fresh grading sandbox (network: ``tests.network``, else the task's) with the workspace at the base commit.
 
     It holds nothing of the agent's: the diff and the hidden tests go in later (``grade_fresh``),
     so it may be started while the agent still runs (``extra_lifetime_sec`` = the agent's time
@@ -68,7 +67,7 @@ def start_grading_sandbox(
         cpus=spec_base.cpus,
         memory_mb=spec_base.memory_mb,
         pids=spec_base.pids,
-        network=False,
+        network=task.meta.network if getattr(task.meta.tests, "network", None) is None else task.meta.tests.network,
         lifetime_sec=task.meta.timeouts.verifier_sec + task.meta.timeouts.setup_sec + 120 + extra_lifetime_sec,
     )
     sb = backend.create(spec)
@@ -101,26 +100,32 @@ def grade_fresh(
     t0 = time.monotonic()
     sb = sandbox or start_grading_sandbox(backend, task, image, spec_base, on_sandbox)
     try:
-        workdir = task.meta.environment.workdir
-        try:
-            apply_log = apply_diff(sb, workdir, diff)
-        except PatchApplyError as e:
-            kind = "agent" if isinstance(e, UnsafeDiffError) else "verifier"
-            return write_results(
-                run_dir,
-                task,
-                run_id,
-                None,
-                time.monotonic() - t0,
-                "fresh",
-                secrets,
-                error=str(e),
-                log=str(e),
-                error_kind=kind,
-            )
-        return grade_in(sb, task, run_dir, run_id, t0, "fresh", secrets, prelude=apply_log)
+        return grade_in(
+            sb, task, run_dir, run_id, t0, "fresh", secrets, diff=diff, integrity=task_label(task.meta)
+        )
     finally:
         sb.stop()
+
+
+def grade_shared(
+    sb: Sandbox, task, run_dir: Path, run_id: str, t0: float, secrets: list[str] | None
+) -> GradeOutcome:
+    """Shared mode: stop the agent's processes (``tests.stop``: rollouts.grading.stop), verify the
+    verifier's toolchain is the clean image's (label ``trusted-toolchain``: rollouts.grading.
+    integrity), then grade in the agent's sandbox. A guarantee that cannot be kept is an ``error``
+    outcome of kind ``agent`` (GradingIntegrityError); SandboxError propagates (infra)."""
+    label = task_label(task.meta)
+    try:
+        log = stop_agent(sb, task.meta.tests.stop)
+        if label == "trusted-toolchain":
+            verify_toolchain(sb)
+            log += "toolchain: unchanged from the clean image (trusted-toolchain)\n"
+    except AgentError as e:
+        return write_results(
+            run_dir, task, run_id, None, time.monotonic() - t0, "shared", secrets,
+            error=str(e), log=f"error: {e}\n", error_kind="agent", integrity=label,
+        )
+    return grade_in(sb, task, run_dir, run_id, t0, "shared", secrets, prelude=log, integrity=label)
 
 
 def grade_in(
@@ -132,26 +137,26 @@ def grade_in(
     mode: str,
     secrets: list[str] | None,
     prelude: str = "",
+    diff: bytes | None = None,
+    integrity: str | None = None,
 ) -> GradeOutcome:
-    """Run the verifier in an already prepared sandbox and write the result files."""
+    """Prepare ``sb`` (apply ``diff`` if given, guard links, install tests: one archive + one
+    exec), run the verifier and write the result files. Agent-caused failures (AgentError) and
+    verifier failures (VerifierError) become an ``error`` outcome of that kind."""
+    log = prelude
     try:
+        log += prepare_grading(sb, task, task.meta.environment.workdir, diff)
         verdict = run_verifier(sb, task, task.meta.environment.workdir)
-    except (RewardFileError, UnsafeWorkspaceError) as e:
-        kind = "agent" if isinstance(e, UnsafeWorkspaceError) else "verifier"
+    except (AgentError, VerifierError) as e:
+        kind = "agent" if isinstance(e, AgentError) else "verifier"
         return write_results(
-            run_dir,
-            task,
-            run_id,
-            None,
-            time.monotonic() - t0,
-            mode,
-            secrets,
-            error=str(e),
-            log=prelude + getattr(e, "log", "") + f"error: {e}\n",
-            error_kind=kind,
+            run_dir, task, run_id, None, time.monotonic() - t0, mode, secrets,
+            error=str(e), log=log + getattr(e, "log", "") + f"error: {e}\n", error_kind=kind,
+            integrity=integrity,
         )
     return write_results(
-        run_dir, task, run_id, verdict, time.monotonic() - t0, mode, secrets, log=prelude + verdict.log
+        run_dir, task, run_id, verdict, time.monotonic() - t0, mode, secrets, log=log + verdict.log,
+        integrity=integrity,
     )
 
 
@@ -166,6 +171,7 @@ def write_results(
     error: str | None = None,
     log: str = "",
     error_kind: str = "verifier",
+    integrity: str | None = None,
 ) -> GradeOutcome:
     """Write ``evaluation_results.json``, ``scoring_results.md`` and ``logs/eval.log``."""
     secrets = secrets or []
@@ -189,6 +195,7 @@ def write_results(
         "tests": verdict.tests if verdict else [],
         "verifier": {
             "mode": mode,
+            "integrity": integrity,
             "command": task.meta.tests.command,
             "exit_code": verdict.exit_code if verdict else None,
             "timed_out": verdict.timed_out if verdict else False,
@@ -209,6 +216,7 @@ def write_results(
         duration_sec=duration,
         error=result["error"],
         error_kind=error_kind if status == "error" else None,
+        integrity=integrity,
     )
 
 
@@ -233,6 +241,7 @@ def _markdown(r: dict[str, Any]) -> str:
         f"- **Reward (total_score):** {r['total_score'] if r['total_score'] is not None else 'n/a'}",
         f"- **Verifier:** `{r['verifier']['command']}` → exit {r['verifier']['exit_code']}"
         f" ({r['verifier']['duration_sec']} s, reward from {r['verifier']['reward_source']})",
+        f"- **Grading integrity:** {r['verifier'].get('integrity') or 'n/a'} ({r['verifier']['mode']} mode)",
     ]
     if r["error"]:
         lines += ["", "## Error", "", "```", r["error"][-3000:], "```"]

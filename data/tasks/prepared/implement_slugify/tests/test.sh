@@ -3,19 +3,22 @@
 # $LOGS_DIR/reward.json = {"reward": 1.0 only if every test passed else 0.0,
 #                          "tests_passed": N, "tests_total": M}.
 # Paths can be overridden (for running outside the sandbox); defaults match the harness.
-TESTS_DIR="${TESTS_DIR:-/tests}"
-LOGS_DIR="${LOGS_DIR:-/logs/verifier}"
-WORKSPACE="${WORKSPACE:-/workspace}"
-export TESTS_DIR LOGS_DIR WORKSPACE
-mkdir -p "$LOGS_DIR"
-cd "$TESTS_DIR" || exit 1
+# The whole script is one function, parsed before any line runs: nothing written to this file
+# while it runs can change what it does (bash otherwise reads scripts incrementally).
+main() {
+    TESTS_DIR="${TESTS_DIR:-/tests}"
+    LOGS_DIR="${LOGS_DIR:-/logs/verifier}"
+    WORKSPACE="${WORKSPACE:-/workspace}"
+    export TESTS_DIR LOGS_DIR WORKSPACE
+    mkdir -p "$LOGS_DIR"
+    cd "$TESTS_DIR" || exit 1
 
-# -c /dev/null + --rootdir/--confcutdir: no ini file or conftest.py from the workspace is used.
-python3 -m pytest -q -p no:cacheprovider -c /dev/null --rootdir="$TESTS_DIR" \
-    --confcutdir="$TESTS_DIR" --junitxml="$LOGS_DIR/junit.xml" "$TESTS_DIR"
-status=$?
+    # -c /dev/null + --rootdir/--confcutdir: no ini file or conftest.py from the workspace is used.
+    python3 -m pytest -q -p no:cacheprovider -c /dev/null --rootdir="$TESTS_DIR" \
+        --confcutdir="$TESTS_DIR" --junitxml="$LOGS_DIR/junit.xml" "$TESTS_DIR"
+    status=$?
 
-python3 - "$LOGS_DIR" "$status" <<'PY'
+    python3 - "$LOGS_DIR" "$status" <<'PY'
 import json
 import sys
 import xml.etree.ElementTree as ET
@@ -37,4 +40,6 @@ result = {"reward": reward, "tests_passed": passed, "tests_total": total}
 (logs / "reward.json").write_text(json.dumps(result) + "\n")
 print("verifier:", json.dumps(result))
 PY
-exit "$status"
+    return "$status"
+}
+main "$@"; exit $?  # one line: read whole before it runs
