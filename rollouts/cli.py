@@ -93,7 +93,7 @@ def _load(config: str, skip_unsupported: bool = False):
 
 @cli.command()
 @click.argument("config", required=False)
-@click.option("-v", "--verbose", count=True, help="-v progress lines, -vv full container output.")
+@click.option("-v", "--verbose", count=True, help="-v progress lines (a live table on a terminal), -vv full container output.")
 @click.option("--no-eval", is_flag=True, help="Skip grading (run agents and collect artifacts only).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted rollout (CONFIG or benchmark NAME).")
 @click.option("--latest", is_flag=True, help="With --resume: the most recent rollout (default).")

@@ -129,6 +129,9 @@ def test_running_rollout_is_live(data):
     c = TestClient(create_app(data[0], min_age_sec=0), base_url="http://localhost")
     assert c.get("/?fragment=1").headers["x-rollouts-live"] == "1"
     assert c.get("/r/live/20260105__00-00-00").headers["x-rollouts-live"] == "1"
+    run = c.get("/run/20260105__00-00-00-0")
+    assert run.headers["x-rollouts-live"] == "1" and 'data-live="1"' in run.text
+    assert 'data-live="0"' in c.get("/run/20260105__00-00-00-1").text  # finished: not polled
     m.results[0].status, m.results[0].reward, m.status = "completed", 0.0, "completed"
     store.write_manifest(m)
     assert "x-rollouts-live" not in c.get("/r/live/20260105__00-00-00?fragment=1").headers

@@ -20,7 +20,7 @@ run in the browser.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup
@@ -33,14 +33,14 @@ from starlette.staticfiles import StaticFiles
 
 from rollouts.errors import ConfigError
 from rollouts.report.fmt import arm_label, fmt, fmt_ci, fmt_cost, fmt_options
-from rollouts.store import FINAL_STATUSES, Store
+from rollouts.store import FINAL_STATUSES, ErrorKind, RunStatus, Store
 from rollouts.view import data as D
 from rollouts.view import exchanges as X
 from rollouts.view import trajectory as T
 
 HERE = Path(__file__).parent
-STATUSES = ("pending", "running", "completed", "agent_timeout", "verifier_timeout", "limit", "error", "cancelled")
-ERROR_KINDS = ("infra", "agent", "model", "verifier", "config", "harness")
+STATUSES = get_args(RunStatus)  # the filter choices follow the store's vocabulary
+ERROR_KINDS = get_args(ErrorKind)
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 SECURITY_HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
@@ -124,7 +124,7 @@ def create_app(data_dir: str | Path, min_age_sec: float | None = None,
 
     def page(tpl: str, request: Request, /, status_code: int = 200, live: bool = False, **ctx: Any) -> HTMLResponse:
         ctx.setdefault("query", dict(request.query_params))
-        html = env.get_template(tpl).render(request=request, data_dir=str(data_dir), **ctx)
+        html = env.get_template(tpl).render(request=request, data_dir=str(data_dir), live=live, **ctx)
         r = HTMLResponse(html, status_code=status_code)
         r.headers["cache-control"] = "no-store"
         if live:
