@@ -432,6 +432,9 @@ class DockerBackend(SandboxBackend):
             self.client.containers.get(sandbox_id).remove(force=True)
         except docker.errors.NotFound:
             pass
+        except docker.errors.APIError as e:
+            if e.status_code != 409:  # 409: its removal is already in progress (auto_remove)
+                raise
 
 
 def _short(e: BaseException) -> str:
