@@ -30,11 +30,24 @@ def _fail(e: RolloutsError) -> None:
 
 
 class _Group(click.Group):
-    """Turns RolloutsError into one clear line and its exit code (no traceback). An OS error
-    (disk full, permission denied under the data dir) is exit 3; any other unexpected exception
-    is one ``internal error`` line, exit 1 (``ROLLOUTS_DEBUG=1`` shows the traceback)."""
+    """Errors as one line (:meth:`invoke`); subcommands named in ``_LAZY_COMMANDS`` are imported on first use
+    (click's documented lazy-loading pattern: ``list_commands`` + ``get_command``)."""
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *_LAZY_COMMANDS})
+
+    def get_command(self, ctx, name):
+        if name in _LAZY_COMMANDS and name not in self.commands:
+            import importlib
+
+            mod, attr = _LAZY_COMMANDS[name].split(":")
+            self.add_command(getattr(importlib.import_module(mod), attr), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx):
+        """Turns RolloutsError into one clear line and its exit code (no traceback). An OS error
+        (disk full, permission denied under the data dir) is exit 3; any other unexpected exception
+        is one ``internal error`` line, exit 1 (``ROLLOUTS_DEBUG=1`` shows the traceback)."""
         try:
             return super().invoke(ctx)
         except RolloutsError as e:
@@ -80,7 +93,7 @@ def _load(config: str, skip_unsupported: bool = False):
 
 @cli.command()
 @click.argument("config", required=False)
-@click.option("-v", "--verbose", count=True, help="-v progress lines, -vv full container output.")
+@click.option("-v", "--verbose", count=True, help="-v progress lines (a live table on a terminal), -vv full container output.")
 @click.option("--no-eval", is_flag=True, help="Skip grading (run agents and collect artifacts only).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted rollout (CONFIG or benchmark NAME).")
 @click.option("--latest", is_flag=True, help="With --resume: the most recent rollout (default).")
@@ -148,6 +161,12 @@ def run(store, config: str | None, verbose: int, no_eval: bool, resume: bool, la
     if dry_run:
         print_dry_run(cfg, sel, console if not as_json else None)
         return
+    from rollouts.check import missing_images_lines
+    from rollouts.errors import EnvironmentNotReady
+
+    missing = missing_images_lines(cfg)  # before any run: exit 3, one line per image
+    if missing:
+        raise EnvironmentNotReady(f"{len(missing)} base image(s) missing:\n" + "\n".join(missing))
     if baseline:
         from rollouts.report.compare import preflight_baseline
 
@@ -244,16 +263,16 @@ def summarize(
     """Summarize a rollout of benchmark NAME (reads files only). Without NAME: list rollouts with
     their per-run mean, 95% CI and n (infra errors and cancelled runs shown apart)."""
     from rollouts.report.markdown import render_markdown
-    from rollouts.report.summary import listing_line, render_table
+    from rollouts.report.summary import listing_line, load_for_report, render_table
     from rollouts.report.summary import summarize as do_summarize
 
     if not name:
         for b in store.list_benchmarks():
             for rid in reversed(store.list_rollouts(b)):
-                console.print(listing_line(b, store.load_manifest(b, rid)), markup=False)
+                console.print(listing_line(b, load_for_report(store, b, rid)), markup=False)
         return
     rid = _pick(store, name, latest, rollout)
-    s = do_summarize(store.load_manifest(name, rid))
+    s = do_summarize(load_for_report(store, name, rid))
     if as_json:
         click.echo(json.dumps(s, indent=2))
     elif markdown:
@@ -337,7 +356,9 @@ def images_build(force: bool, config: str | None) -> None:
 @click.option("--backend", "backends", multiple=True, type=click.Choice(["docker", "modal"]),
               help="Backends to clean (default: docker, or SANDBOX_BACKEND).")
 @click.option("--all-hosts", is_flag=True, help="Also sandboxes started from other hosts (shared Modal workspace).")
-def clean(dry_run: bool, backends: tuple[str, ...], all_hosts: bool) -> None:
+@click.option("--agent-layers", type=click.Choice(["stale", "all"]), default=None,
+              help="Also remove installed-agent layers: stale (not the current build of an agent version) or all.")
+def clean(dry_run: bool, backends: tuple[str, ...], all_hosts: bool, agent_layers: str | None) -> None:
     """Remove sandboxes (and image build leftovers) of rollouts whose harness is gone."""
     from rollouts.runner import reap_dead
     from rollouts.sandbox import get_backend
@@ -361,6 +382,17 @@ def clean(dry_run: bool, backends: tuple[str, ...], all_hosts: bool) -> None:
             for i in left:
                 console.print(f"{verb} {i}", markup=False)
             total_i += len(left)
+            from rollouts.gateway.network import owner_gone, remove_leftover_networks
+
+            nets = remove_leftover_networks(backend.client, lambda lb: owner_gone(lb, all_hosts), dry_run=dry_run)
+            for n in nets:
+                console.print(f"{verb} gateway network {n['name']} rollout={n['labels'].get('rollouts.rollout_id')}",
+                              markup=False)
+            if agent_layers:
+                from rollouts.agents.installed.layer import clean_layers
+
+                for v in clean_layers(backend.client, all_layers=agent_layers == "all", dry_run=dry_run):
+                    console.print(f"{verb} agent layer {v}", markup=False)
     console.print(f"{PREFIX} {verb} {total_c} sandbox(es), {total_i} image build leftover(s)", markup=False)
 
 
@@ -378,18 +410,14 @@ def schema(output: str | None) -> None:
         click.echo(text, nl=False)
 
 
-from rollouts.families.commands import prepare  # noqa: E402
-
-cli.add_command(prepare)
-
-
-from rollouts.formats.commands import tasks_group  # noqa: E402
-from rollouts.report.commands import compare, report  # noqa: E402
-
-cli.add_command(tasks_group)
-
-cli.add_command(compare)
-cli.add_command(report)
+# Command groups kept in their own modules, imported only when invoked (or listed by --help):
+# their imports (task generators, report rendering, format adapters) stay off `run`'s start-up.
+_LAZY_COMMANDS = {
+    "prepare": "rollouts.families.commands:prepare",
+    "tasks": "rollouts.formats.commands:tasks_group",
+    "compare": "rollouts.report.commands:compare",
+    "report": "rollouts.report.commands:report",
+}
 
 
 @cli.command()

@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rollouts import task_runtime
 from rollouts.agents import AgentContext, AgentResult, get_agent
 from rollouts.config import TaskEntry
 from rollouts.errors import ModelError, SandboxError
@@ -35,7 +36,6 @@ from rollouts.sandbox.base import (
     SandboxSpec,
 )
 from rollouts.store import RunRecord, Usage, atomic_write, now_iso
-from rollouts.workspace import collect_artifacts, setup_workspace
 
 
 @dataclass
@@ -118,6 +118,12 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
     phase("image", t0)
     res = entry.resources
     agent_timeout = entry.agent_timeout_sec
+    agent = get_agent(entry.agent)
+    t0 = time.monotonic()
+    # Installed agents: their layer (built once, then ~0 s) and the version pinned on the run.
+    volumes = agent.prepare(env.backend, entry.agent_options, image, log)
+    rec.agent_options = agent.pinned_options(entry.agent_options)
+    phase("agent_setup", t0)
     spec = SandboxSpec(
         image=image,
         labels={**labels_for(env.rollout_id, rec.run_id), "rollouts.phase": "agent"},
@@ -126,10 +132,11 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
         memory_mb=res.memory_mb,
         pids=res.pids,
         network=task.meta.network,
+        env=dict(task.meta.environment.env),
         lifetime_sec=task.meta.timeouts.setup_sec + agent_timeout + 180
         + (task.meta.timeouts.verifier_sec if task.meta.tests.mode == "shared" else 0),
+        volumes=volumes,
     )
-    agent = get_agent(entry.agent)
     client = env.make_client(entry) if (agent.needs_model and env.make_client) else None
     workdir = task.meta.environment.workdir
     sb = env.backend.create(spec)
@@ -147,7 +154,7 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
                 lambda gsb: _track(env, f"{rec.run_id}:verifier", gsb), agent_timeout + 60,
             )
         t0 = time.monotonic()
-        base = setup_workspace(sb, task, workdir, timeout=task.meta.timeouts.setup_sec)
+        base = task_runtime.prepare(sb, task, workdir, timeout=task.meta.timeouts.setup_sec)
         phase("setup", t0)
         rec.launch_rc = 0
         t0 = time.monotonic()
@@ -168,8 +175,8 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
         if client is not None:
             rec.usage = Usage(**client.usage.to_dict())
         t0 = time.monotonic()
-        diff = collect_artifacts(sb, workdir, base, run_dir / "artifacts", redact(result.notes, env.secrets),
-                                 secrets=env.secrets)
+        diff = task_runtime.collect(sb, task, workdir, base, run_dir / "artifacts",
+                                    redact(result.notes, env.secrets), env.secrets)
         phase("collect", t0)
         agent_status = {"timeout": "agent_timeout", "error": "error"}.get(result.status, "completed")
         if result.status == "error":
@@ -207,6 +214,8 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
     rec.metrics = out.metrics
     if out.status == "error":
         rec.status, rec.error_kind, rec.error = "error", out.error_kind, out.error
+        if out.error_kind == "verifier":
+            rec.error = task_runtime.explain_verifier_error(task, run_dir, out.error)
     elif out.status == "verifier_timeout":
         rec.status = "verifier_timeout"
     else:

@@ -79,13 +79,15 @@ def _nonempty(entries: list, cfg, flag: str, asked: list[str], have: list[str]) 
 
 
 def planned_runs(cfg) -> list[dict[str, Any]]:
-    """The runs a config expands to, in run order: ``[{i, entry, task, agent, model, rollout}]``
-    (what ``run --dry-run`` prints; ``i`` is the run's index in the rollout)."""
+    """The runs a config expands to, in run order: ``[{i, entry, where, task, agent, model,
+    rollout, backend}]`` (what ``run --dry-run`` prints; ``i`` is the run's index in the rollout,
+    ``where`` the config entry it came from: ``tasks[i]`` or ``datasets[i]``)."""
     out, i = [], 0
     for e in cfg.entries:
         for r in range(e.rollouts):
-            out.append({"i": i, "entry": e.index, "task": e.task.name, "agent": e.agent,
-                        "model": e.model, "rollout": r, "backend": e.backend})
+            out.append({"i": i, "entry": e.index, "where": getattr(e, "where", "") or f"tasks[{e.index}]",
+                        "task": e.task.name, "agent": e.agent, "model": e.model, "rollout": r,
+                        "backend": e.backend})
             i += 1
     return out
 
@@ -117,7 +119,7 @@ def print_dry_run(cfg, sel: Selection, console) -> None:
         return
     for r in runs:
         console.print(f"run {r['i']:>4}  task={r['task']}  agent={r['agent']}  model={r['model']}  "
-                      f"rollout={r['rollout']}  backend={r['backend']}  (tasks[{r['entry']}])", markup=False)
+                      f"rollout={r['rollout']}  backend={r['backend']}  ({r['where']})", markup=False)
     given = " ".join(f"{k}={v}" for k, v in sel.as_record().items())
     console.print(f"dry run: {len(runs)} run(s) of {len(cfg.entries)} entr{'y' if len(cfg.entries) == 1 else 'ies'}, "
                   f"parallel={cfg.parallel}" + (f" (selection: {given})" if given else "")

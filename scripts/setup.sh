@@ -20,6 +20,8 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)  # view's selenium tests
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v flock >/dev/null 2>&1 || missing+=(util-linux)
+# the model gateway's network: host rules that let a sandbox reach only the gateway
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 # the Modal contract-suite variant runs its stand-in sandboxes under dumb-init, as Modal does
 command -v dumb-init >/dev/null 2>&1 || missing+=(dumb-init)
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -45,7 +47,7 @@ stamp=".venv/.rollouts-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     log "installing the project with extras local,dev,modal (pip)"
     if ! { .venv/bin/python -m pip install -q --upgrade pip \
-           && .venv/bin/python -m pip install -q -e '.[local,dev,modal]'; } > .venv/pip.log 2>&1; then
+           && .venv/bin/python -m pip install -q -e '.[local,dev,modal,agents]'; } > .venv/pip.log 2>&1; then
         tail -n 40 .venv/pip.log
         log "pip install failed (full log: .venv/pip.log)"
         exit 1

@@ -62,6 +62,17 @@ def test_max_tasks_after_filters_and_model_filter():
     assert [(e.model, e.agent) for e in local.entries] == [("local", "shell")]
 
 
+def test_selection_applies_after_datasets_expansion(tmp_path):
+    cfg_path = tmp_path / "ds.toml"
+    cfg_path.write_text(f'name = "ds"\n[[datasets]]\npath = "{ROOT}/data/tasks/prepared"\nagent = "oracle"\n')
+    cfg = load_config(cfg_path)
+    names = [e.task.name for e in cfg.entries]
+    assert len(names) >= 4 and "shell_hello_file" in names  # one entry per task of the directory
+    out = apply_selection(cfg, Selection(tasks=["*_*"], max_tasks=2, rollouts=2))
+    assert [e.task.name for e in out.entries] == [n for n in names if "_" in n][:2]
+    assert [r["where"] for r in planned_runs(out)] == ["datasets[0]"] * 4
+
+
 def test_filter_that_leaves_nothing_is_a_config_error():
     with pytest.raises(ConfigError, match=r"--task nope\*: no \[\[tasks\]\] entry left.*have: fix_bug_stats"):
         apply_selection(load_config(EXAMPLE), Selection(tasks=["nope*"]))

@@ -31,7 +31,7 @@ def data(tmp_path_factory) -> tuple[Path, dict]:
 
 @pytest.fixture(scope="module")
 def client(data) -> TestClient:
-    return TestClient(create_app(data[0]))
+    return TestClient(create_app(data[0]), base_url="http://127.0.0.1")
 
 
 def test_rollout_list_and_page_show_summarize_numbers(client, data):
@@ -73,6 +73,12 @@ def test_run_page_shows_every_part(client, data):
     atif = client.get(f"/run/{runs[3]}").text
     assert "ATIF-CMD" in atif and "ATIF-OBS" in atif and "ATIF-REASONING" in atif and "format: <b>atif</b>" in atif
     assert "attempt 1" in atif and "engine went away" in atif
+    # the installed agent's exchanges through the gateway (one per protocol, a torn last line)
+    for needle in ("Model exchanges", "exchange 1 · responses · gpt-5", "GW-REPLY", "GW-TOOL-ARGS", "GW-ASK",
+                   "refused: limit", "HTTP 429", "GW-ANTHROPIC-TEXT", "tokens 700 + 30",
+                   "1 line(s) on this page are not JSON"):
+        assert needle in atif, needle
+    assert "&lt;script&gt;window.__xss" in atif and "<script>window" not in atif
     att = client.get(f"/run/{runs[3]}?attempt=1").text
     assert "ATTEMPT-1-LOG" in att
     assert client.get(f"/run/{runs[3]}?attempt=9").status_code == 404
@@ -98,6 +104,9 @@ def test_raw_refuses_paths_outside_the_run(client, data, tmp_path):
     assert client.get(f"/raw/{run}/..%2F..%2Fsecret.txt").status_code == 404
     assert client.get(f"/raw/{run}/logs/agent.log").status_code == 200
     assert client.post("/").status_code == 405  # read-only
+    # DNS rebinding: a page served from evil.example whose name resolves to 127.0.0.1
+    assert client.get("/", headers={"host": "evil.example:8000"}).status_code == 400
+    assert client.get("/", headers={"host": "localhost:8000"}).status_code == 200
 
 
 def test_compare_pages(client, data):
@@ -117,13 +126,45 @@ def test_running_rollout_is_live(data):
     m = make_manifest("live", "20260105__00-00-00", store, [{"status": "running"}, {"reward": 1.0}], status="running")
     m.host, m.pid = __import__("socket").gethostname(), os.getpid()
     store.write_manifest(m)
-    c = TestClient(create_app(data[0]))
+    c = TestClient(create_app(data[0], min_age_sec=0), base_url="http://localhost")
     assert c.get("/?fragment=1").headers["x-rollouts-live"] == "1"
     assert c.get("/r/live/20260105__00-00-00").headers["x-rollouts-live"] == "1"
+    run = c.get("/run/20260105__00-00-00-0")
+    assert run.headers["x-rollouts-live"] == "1" and 'data-live="1"' in run.text
+    assert 'data-live="0"' in c.get("/run/20260105__00-00-00-1").text  # finished: not polled
     m.results[0].status, m.results[0].reward, m.status = "completed", 0.0, "completed"
     store.write_manifest(m)
     assert "x-rollouts-live" not in c.get("/r/live/20260105__00-00-00?fragment=1").headers
     shutil.rmtree(data[0] / "rollouts" / "live")
+
+
+def test_atif_with_our_native_record_and_step_extras():
+    from tests.view_fixture import atif_trajectory, rlm_trajectory
+
+    wrapped = {**atif_trajectory(), "extra": {"rollouts": rlm_trajectory()}}
+    v = build(wrapped)
+    assert v["format"].startswith("ATIF ATIF-v1.5 (our rlm agent's record")
+    assert v["steps"][0]["calls"][0]["subcalls"][1]["child"]["answer"] == "CHILD-ANSWER-42"
+    plain = atif_trajectory()
+    plain["steps"][1]["extra"] = {"exit_code": 1, "timed_out": False, "exec_sec": 0.4}
+    call = build(plain)["steps"][1]["calls"][0]
+    assert (call["exit_code"], call["sec"], call["output"]) == (1, 0.4, "1 failed ATIF-OBS")
+
+
+def test_rollout_list_reads_only_the_newest_20_per_benchmark(data):
+    from rollouts.store import Store
+    from tests.view_fixture import make_manifest
+
+    store = Store(data[0])
+    for day in range(1, 24):
+        store.write_manifest(make_manifest("nightly", f"202602{day:02d}__02-00-00", store, [{"reward": 1.0}]))
+    (store.rollout_dir("nightly", "20260201__02-00-00") / "manifest.json").write_text("{broken")  # never read
+    c = TestClient(create_app(data[0]), base_url="http://127.0.0.1")
+    t = c.get("/").text
+    assert "23 rollout(s) · newest 20 shown" in t and "20260223__02-00-00" in t and "20260203__02-00-00" not in t
+    all_ = c.get("/?all=nightly").text
+    assert "20260202__02-00-00" in all_ and "20260201__02-00-00" not in all_ and "demo" not in all_
+    shutil.rmtree(data[0] / "rollouts" / "nightly")
 
 
 def test_big_trajectory_is_paginated():
@@ -219,13 +260,68 @@ def test_browser_rollouts_to_run(server, browser, data, tmp_path):
     browser.execute_script("document.getElementById('trajectory').scrollIntoView()")
     assert "ATIF-OBS" in browser.find_element(By.ID, "live").text
     browser.save_screenshot(str(tmp_path / "6b_run_atif.png"))
+    browser.execute_script("document.getElementById('exchanges').scrollIntoView()")
+    browser.save_screenshot(str(tmp_path / "6c_run_exchanges.png"))
     browser.get(f"{server}/compare?a=demo/{ids['rid']}&b=demo/{ids['rid2']}")
     assert browser.find_element(By.CSS_SELECTOR, ".verdict").text
     browser.save_screenshot(str(tmp_path / "7_compare.png"))
     shots = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert len(shots) == 9 and all((tmp_path / s).stat().st_size > 5000 for s in shots)
+    assert len(shots) == 10 and all((tmp_path / s).stat().st_size > 5000 for s in shots)
     keep = os.environ.get("ROLLOUTS_VIEW_SHOTS")  # optional: copy them somewhere to look at
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         for s in shots:
             shutil.copy(tmp_path / s, Path(keep) / s)
+
+
+def test_browser_running_rollout_updates_live(server, browser, data, tmp_path):
+    """A running rollout's page polls: a run finishing on disk shows up without a reload."""
+    import socket
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from rollouts.store import Store
+    from tests.view_fixture import make_manifest
+
+    store = Store(data[0])
+    rid = "20260106__00-00-00"
+    m = make_manifest("livebrowser", rid, store, [{"status": "running"}, {"status": "running"}], status="running")
+    m.host, m.pid = socket.gethostname(), os.getpid()
+    store.write_manifest(m)
+    try:
+        browser.get(f"{server}/r/livebrowser/{rid}")
+        live = browser.find_element(By.ID, "live")
+        assert "running 2" in live.text
+        m.results[0].status, m.results[0].reward = "completed", 1.0
+        store.write_manifest(m)
+        WebDriverWait(browser, 10).until(lambda b: "completed 1" in b.find_element(By.ID, "live").text)
+        assert "running 1" in browser.find_element(By.ID, "live").text
+        browser.save_screenshot(str(tmp_path / "8_live_rollout.png"))
+    finally:
+        import shutil as _sh
+
+        _sh.rmtree(data[0] / "rollouts" / "livebrowser")
+
+
+@pytest.mark.docker
+def test_viewer_on_a_real_rollout(run_cli, tmp_path, base_image):
+    """A real rollout (Docker: oracle and nop, graded by the hidden tests) seen through the viewer:
+    what the runner wrote is what the pages show."""
+    cfg = tmp_path / "real.toml"
+    root = Path(__file__).resolve().parent.parent
+    cfg.write_text(f'name = "real"\nparallel = 2\n[[tasks]]\nprepared_dir = "{root}/data/tasks/prepared/fix_bug_stats"\n'
+                   f'agent = "oracle"\n[[tasks]]\nprepared_dir = "{root}/data/tasks/prepared/fix_bug_stats"\nagent = "nop"\n')
+    data = tmp_path / "data"
+    p = run_cli("run", str(cfg), data_dir=data, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    c = TestClient(create_app(data), base_url="http://127.0.0.1")
+    rid = next((data / "rollouts" / "real").glob("2*")).name
+    assert rid in c.get("/").text
+    page = c.get(f"/r/real/{rid}").text
+    assert "oracle/none" in page and "nop/none" in page and page.count('href="/run/') == 2
+    oracle = c.get(f"/run/{rid}-0").text
+    assert "completed" in oracle and 'class="gi"' in oracle  # the oracle's diff, coloured
+    assert "Tests (" in oracle and "passed" in oracle and "Verifier output" in oracle
+    nop = c.get(f"/run/{rid}-1").text
+    assert "The agent changed nothing (empty diff)" in nop and "failed" in nop

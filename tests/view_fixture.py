@@ -84,6 +84,28 @@ def atif_trajectory() -> dict:
             "final_metrics": {"total_prompt_tokens": 1200, "total_completion_tokens": 80, "total_steps": 2}}
 
 
+def gateway_exchanges(payload: str = "") -> str:
+    """A gateway exchange log (``agent/gateway_exchanges.jsonl``) written with the gateway's own
+    Exchange model: one exchange per protocol (a Responses tool call, a refused Chat request, an
+    Anthropic reply) and a torn last line, as while a run is still writing."""
+    from rollouts.gateway.models import Exchange, ExchangeUsage
+
+    ex = [
+        Exchange(seq=1, run_id="r", protocol="responses", started_at="2026-01-01T00:00:01Z", latency_sec=1.5,
+                 upstream_model="gpt-5", request={"model": "gpt-5", "input": [{"role": "user", "content": "GW-ASK"}]},
+                 response={"output": [{"type": "message", "content": [{"type": "output_text", "text": "GW-REPLY " + payload}]},
+                                      {"type": "function_call", "name": "shell", "arguments": '{"cmd": "GW-TOOL-ARGS"}'}]},
+                 usage=ExchangeUsage(prompt_tokens=700, completion_tokens=30, cost_usd=0.001)),
+        Exchange(seq=2, run_id="r", protocol="chat", started_at="2026-01-01T00:00:03Z", status_code=429,
+                 refused="limit", upstream_model="gpt-5",
+                 request={"messages": [{"role": "user", "content": "again"}]}),
+        Exchange(seq=3, run_id="r", protocol="messages", started_at="2026-01-01T00:00:05Z", upstream_model="claude",
+                 request={"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]},
+                 response={"content": [{"type": "text", "text": "GW-ANTHROPIC-TEXT"}]}),
+    ]
+    return "".join(e.model_dump_json() + "\n" for e in ex) + '{"seq": 4, "torn'
+
+
 def _run_files(d: Path, traj: dict | None, reward: float | None, payload: str = "", tests_ok: bool = True) -> None:
     if traj is not None:
         atomic_write_json(d / "agent" / "trajectory.json", traj)
@@ -149,6 +171,7 @@ def build_small(root: Path) -> dict:
         _run_files(d[1], shell_trajectory(2, payload=XSS), 0.0, payload=XSS, tests_ok=False)
         _run_files(d[2], rlm_trajectory(), 1.0)
         _run_files(d[3], atif_trajectory(), 1.0)
+        atomic_write(d[3] / "agent" / "gateway_exchanges.jsonl", gateway_exchanges(XSS))
         atomic_write(d[3] / "attempts" / "1" / "error.txt", "SandboxError: engine went away\n")
         atomic_write(d[3] / "attempts" / "1" / "logs" / "agent.log", "ATTEMPT-1-LOG\n")
         _run_files(d[4], shell_trajectory(1), 0.0)

@@ -17,6 +17,9 @@ REGISTRY: dict[str, str] = {
     "nop": "rollouts.agents.nop:NopAgent",
     "llm": "rollouts.agents.llm:LLMAgent",
     "rlm": "rollouts.agents.rlm:RLMAgent",
+    "codex": "rollouts.agents.installed.codex:CodexAgent",
+    "claude-code": "rollouts.agents.installed.claude_code:ClaudeCodeAgent",
+    "mini-swe-agent": "rollouts.agents.installed.mini_swe_agent:MiniSweAgent",
 }
 
 # pydantic error type -> how the config error reads ("tasks[3].agent_options.max_steps: expected an integer")

@@ -57,6 +57,7 @@ class AgentContext:
     options: AgentOptions | dict[str, Any] = field(default_factory=dict)  # validated by Agent.options
     model: str | None = None
     client: Any = None  # rollouts.llm.client.ModelClient when the agent needs a model
+    gateway: Any = None  # installed agents: rollouts.agents.installed.base.Endpoint (URL + run token)
     log: Callable[[str], None] = lambda s: None
 
     def remaining(self) -> float:
@@ -90,6 +91,17 @@ class Agent(ABC):
         if isinstance(ctx.options, self.Options):
             return ctx.options
         return self.Options.model_validate(ctx.options)
+
+    def prepare(self, backend: Any, options: dict[str, Any], image: str, log: Callable[[str], None]
+                ) -> tuple[tuple[str, str], ...]:
+        """Phase ``agent_setup``, before the sandbox starts: make the agent's files ready and
+        return the read-only volumes to mount, ``((volume, path), ...)``. Default: nothing
+        (installed agents build their layer here: ``rollouts/agents/installed/``)."""
+        return ()
+
+    def pinned_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The options recorded on the run (installed agents add their resolved ``version``)."""
+        return options
 
     @abstractmethod
     def run(self, ctx: AgentContext) -> AgentResult:

@@ -20,11 +20,12 @@ run in the browser.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup
 from starlette.applications import Starlette
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Mount, Route
@@ -32,17 +33,21 @@ from starlette.staticfiles import StaticFiles
 
 from rollouts.errors import ConfigError
 from rollouts.report.fmt import arm_label, fmt, fmt_ci, fmt_cost, fmt_options
-from rollouts.store import FINAL_STATUSES, Store
+from rollouts.store import FINAL_STATUSES, ErrorKind, RunStatus, Store
 from rollouts.view import data as D
+from rollouts.view import exchanges as X
 from rollouts.view import trajectory as T
 
 HERE = Path(__file__).parent
-STATUSES = ("pending", "running", "completed", "agent_timeout", "verifier_timeout", "limit", "error", "cancelled")
-ERROR_KINDS = ("infra", "agent", "model", "verifier", "config", "harness")
+STATUSES = get_args(RunStatus)  # the filter choices follow the store's vocabulary
+ERROR_KINDS = get_args(ErrorKind)
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 SECURITY_HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
+#: Host headers a local viewer answers: anything else is refused (400), so a web page the user
+#: visits cannot read the viewer through DNS rebinding (a name of its own resolving to 127.0.0.1).
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 RUNS_PER_PAGE = 100
 TASKS_PER_PAGE = 100
 
@@ -101,14 +106,25 @@ class _SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(data_dir: str | Path) -> Starlette:
-    """The viewer over ``data_dir`` (the ``--data-dir`` of the CLI: holds rollouts/ and runs/)."""
+def create_app(data_dir: str | Path, min_age_sec: float | None = None,
+               allowed_hosts: tuple[str, ...] | list[str] = LOCAL_HOSTS) -> Starlette:
+    """The viewer over ``data_dir`` (the ``--data-dir`` of the CLI: holds rollouts/ and runs/).
+    ``min_age_sec``: overrides :data:`rollouts.view.data.Catalog.MIN_AGE_SEC` (tests: 0).
+    ``allowed_hosts``: Host header values answered (``["*"]``: any, for ``--allow-remote``)."""
     cat = D.Catalog(Store(data_dir))
+    if min_age_sec is not None:
+        cat.MIN_AGE_SEC = min_age_sec
     env = make_env()
+    for name in env.list_templates():  # compiled once, at start-up
+        env.get_template(name)
+    D.warm_up()
+    import threading
+
+    threading.Thread(target=cat.warm, name="view-warm", daemon=True).start()
 
     def page(tpl: str, request: Request, /, status_code: int = 200, live: bool = False, **ctx: Any) -> HTMLResponse:
         ctx.setdefault("query", dict(request.query_params))
-        html = env.get_template(tpl).render(request=request, data_dir=str(data_dir), **ctx)
+        html = env.get_template(tpl).render(request=request, data_dir=str(data_dir), live=live, **ctx)
         r = HTMLResponse(html, status_code=status_code)
         r.headers["cache-control"] = "no-store"
         if live:
@@ -123,10 +139,11 @@ def create_app(data_dir: str | Path) -> Starlette:
         return int(v) if v.isdigit() and len(v) < 9 else default
 
     async def index(request: Request) -> Response:
-        groups = cat.rollouts()
+        only = q(request, "all") or None
+        groups, totals = cat.rollouts(None if only else 20, only)
         live = any(i.status == "running" for infos in groups.values() for i in infos)
         tpl = "_rollouts.html.j2" if q(request, "fragment") else "index.html.j2"
-        return page(tpl, request, live=live, groups=groups)
+        return page(tpl, request, live=live, groups=groups, totals=totals, only=only)
 
     async def rollout(request: Request) -> Response:
         name, rid = request.path_params["name"], request.path_params["rid"]
@@ -154,7 +171,7 @@ def create_app(data_dir: str | Path) -> Starlette:
         d = cat.run_dir(run_id, attempt)
         if attempt is not None and not d.is_dir():
             raise D.NotFound(f"run {run_id} has no attempt {attempt}")
-        ctx = _run_context(cat, run_id, d, qint(request, "page"))
+        ctx = _run_context(cat, run_id, d, qint(request, "page"), qint(request, "xpage"))
         same_task = [r for r in m.results if r.task_name == rec.task_name and r.run_id != run_id][:50]
         live = rec.status not in FINAL_STATUSES and attempt is None
         tpl = "_run_live.html.j2" if q(request, "fragment") else "run.html.j2"
@@ -168,7 +185,8 @@ def create_app(data_dir: str | Path) -> Starlette:
         return r
 
     async def compare(request: Request) -> Response:
-        choices = [f"{n}/{i.rollout_id}" for n, infos in cat.rollouts().items() for i in infos]
+        choices = [f"{n}/{rid}" for n in cat.store.list_benchmarks() if D.NAME_RE.match(n)
+                   for rid in reversed(cat.store.list_rollouts(n))]
         a, b, match = q(request, "a"), q(request, "b"), q(request, "match", "auto")
         res, error = None, None
         if a and b:
@@ -205,6 +223,8 @@ def create_app(data_dir: str | Path) -> Starlette:
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={D.NotFound: not_found, ConfigError: bad_data})
+    app.state.catalog = cat
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     app.add_middleware(_SecurityHeaders)
     return app
 
@@ -216,7 +236,7 @@ def _ref(s: str) -> tuple[str, str]:
     return name, rid
 
 
-def _run_context(cat: D.Catalog, run_id: str, d: Path, step_page: int) -> dict[str, Any]:
+def _run_context(cat: D.Catalog, run_id: str, d: Path, step_page: int, exchange_page: int = 1) -> dict[str, Any]:
     """Everything the run page shows from the run folder ``d`` (the run or one of its attempts)."""
     traj_path = d / "agent" / "trajectory.json"
     traj = D.read_json(traj_path)
@@ -230,6 +250,7 @@ def _run_context(cat: D.Catalog, run_id: str, d: Path, step_page: int) -> dict[s
     return {
         "run_id": run_id,
         "traj": tview,
+        "exchanges": X.build(d, exchange_page),
         "traj_error": traj.get("_unreadable") if isinstance(traj, dict) else None,
         "diff": diff, "diff_cut": diff_cut,
         "agent_log": agent_log, "agent_cut": agent_cut,

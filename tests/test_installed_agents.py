@@ -1,0 +1,224 @@
+"""Installed agents (codex, claude-code, mini-swe-agent): the layer cache and each agent solving
+shell_hello_file against a scripted model endpoint (real HTTP, real wire protocol: Responses,
+Anthropic Messages, Chat Completions) in a real Docker sandbox.
+
+The wheels (142 / 178 MB, mini-swe-agent 0.3 MB) are downloaded into the agent cache on first use
+(``~/.cache/rollouts/agents``); later runs of the suite reuse them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import multiprocessing
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from rollouts.agents import AgentContext, get_agent
+from rollouts.agents.installed import layer as layer_mod
+from rollouts.agents.installed.base import Endpoint
+from rollouts.agents.installed.codex import CodexAgent, config_toml
+from rollouts.gateway.scripted import Reply, ScriptedEndpoint, ToolCall
+
+ROOT = Path(__file__).resolve().parents[1]
+TASK = ROOT / "data" / "tasks" / "prepared" / "shell_hello_file"
+
+
+# ---------------------------------------------------------------------- pure
+def test_version_default_and_pinned():
+    a = get_agent("codex")
+    assert a.pinned_options({}) == {"version": "0.163.0"}
+    assert a.pinned_options({"version": "0.160.0"})["version"] == "0.160.0"
+    assert get_agent("claude-code").pinned_options({})["version"] == "0.2.189"
+    assert get_agent("mini-swe-agent").pinned_options({"step_limit": 3}) == {"step_limit": 3, "version": "2.4.6"}
+    assert get_agent("shell").pinned_options({"max_steps": 2}) == {"max_steps": 2}
+
+
+def test_codex_config_points_only_at_the_gateway():
+    ep = Endpoint("http://10.0.0.1:8080", "tok-run", "gpt-x")
+    cfg = tomllib.loads(config_toml(ep, CodexAgent.Options(context_window=32768)))
+    assert cfg["model"] == "gpt-x" and cfg["model_provider"] == "rollouts"
+    prov = cfg["model_providers"]["rollouts"]
+    assert prov["base_url"] == "http://10.0.0.1:8080/v1" and prov["wire_api"] == "responses"
+    assert prov["env_key"] == "ROLLOUTS_GATEWAY_TOKEN" and "tok-run" not in config_toml(ep, CodexAgent.Options())
+    assert cfg["model_context_window"] == 32768 and cfg["approval_policy"] == "never"
+
+
+def test_session_log_parsing():
+    codex = get_agent("codex")
+    log = "\n".join(json.dumps(e) for e in [
+        {"type": "item.completed", "item": {"type": "command_execution", "command": "ls"}},
+        {"type": "item.completed", "item": {"type": "agent_message", "text": "all done"}},
+    ]) + '\n{"type": "item.comp'  # torn last line of a killed agent
+    assert codex.final_message(log) == "all done" and codex.count_steps(log) == 1
+    claude = get_agent("claude-code")
+    log = "\n".join(json.dumps(e) for e in [
+        {"type": "assistant", "message": {"content": [{"type": "tool_use", "name": "Bash", "input": {}}]}},
+        {"type": "result", "result": "finished"},
+    ])
+    assert claude.final_message(log) == "finished" and claude.count_steps(log) == 1
+
+
+# ---------------------------------------------------------------------- layer cache
+@pytest.fixture(scope="module")
+def task_image(docker_client, base_image):
+    from rollouts.sandbox.docker import DockerBackend
+    from rollouts.task import load_task
+
+    return DockerBackend(docker_client).task_image(load_task(TASK))
+
+
+def test_second_use_installs_nothing(docker_client, task_image, monkeypatch):
+    agent = CodexAgent()
+    pkgs = agent.packages("0.163.0")
+    first = layer_mod.ensure_layer(docker_client, "codex", "0.163.0", pkgs, task_image, print, show_progress=False)
+
+    def no_pip(*a, **k):
+        raise AssertionError(f"pip ran on a cached layer: {a}")
+
+    monkeypatch.setattr(layer_mod.subprocess, "Popen", no_pip)
+    t0 = time.monotonic()
+    again = layer_mod.ensure_layer(docker_client, "codex", "0.163.0", pkgs, task_image, print)
+    took = time.monotonic() - t0
+    print(f"cached agent_setup: {took * 1000:.1f} ms")
+    assert again == first
+    assert took < 1.0  # one volume lookup; measured ~5 ms (bench/bench_agent_setup.py)
+
+
+def _build(args) -> tuple[str, int]:
+    cache, agent, image = args
+    os.environ["XDG_CACHE_HOME"] = cache
+    import docker
+
+    built = []
+    lay = layer_mod.ensure_layer(docker.from_env(), agent, "0.163.0", CodexAgent().packages("0.163.0"), image,
+                                 lambda s: built.append(s) if "built" in s else None, show_progress=False)
+    return lay.volume, len(built)
+
+
+def test_parallel_first_runs_build_once(docker_client, task_image, tmp_path):
+    # A fresh cache (own index and locks) and an agent name of its own (own volume); the wheel is
+    # hard-linked from the user's cache when there, so the test does not download it again.
+    src = layer_mod.cache_root() / "wheels" / f"codex-0.163.0-{layer_mod.sandbox_platform()[0]}"
+    agent = f"codex-partest-{uuid.uuid4().hex[:6]}"
+    dst = tmp_path / "rollouts" / "agents" / "wheels" / f"{agent}-0.163.0-{layer_mod.sandbox_platform()[0]}"
+    dst.mkdir(parents=True)
+    for w in src.glob("*.whl") if src.is_dir() else []:
+        os.link(w, dst / w.name)
+    try:
+        with multiprocessing.get_context("spawn").Pool(4) as pool:
+            out = pool.map(_build, [(str(tmp_path), agent, task_image)] * 4)
+        assert len({v for v, _ in out}) == 1
+        assert sum(n for _, n in out) == 1, out  # exactly one process built it
+        vols = docker_client.volumes.list(filters={"label": f"{layer_mod.LABEL_LAYER}"})
+        assert [v.name for v in vols if agent in v.name] == [out[0][0]]
+    finally:
+        for v in docker_client.volumes.list(filters={"label": layer_mod.LABEL_LAYER}):
+            if agent in v.name:
+                v.remove(force=True)
+
+
+def test_clean_removes_stale_layers_only(docker_client, task_image):
+    live = layer_mod.ensure_layer(docker_client, "codex", "0.163.0", CodexAgent().packages("0.163.0"),
+                                  task_image, print, show_progress=False)
+    name = f"rollouts-agent-stale-{uuid.uuid4().hex[:6]}"  # e.g. an older digest: no index names it
+    docker_client.volumes.create(name, labels={layer_mod.LABEL_LAYER: "stale", layer_mod.LABEL_TOOL: "rollouts"})
+    try:
+        assert name in layer_mod.clean_layers(docker_client, dry_run=True)
+        assert docker_client.volumes.get(name)
+        gone = layer_mod.clean_layers(docker_client)
+        assert name in gone and live.volume not in gone
+        assert not docker_client.volumes.list(filters={"name": name})
+        assert docker_client.volumes.get(live.volume)
+    finally:
+        for v in docker_client.volumes.list(filters={"name": name}):
+            v.remove(force=True)
+
+
+# ---------------------------------------------------------------------- agents end to end
+COMMAND = "printf 'hello world\\n' > greeting.txt"
+FINAL = "Created greeting.txt containing hello world."
+
+
+def _shell_call(tools: list[dict]) -> ToolCall | None:
+    """A call of the agent's own shell tool (Codex: exec_command / shell_command / shell;
+    Claude Code: Bash), read from the tools the request declares, as a real model would."""
+    for t in tools:
+        fn = t.get("function") or t
+        name, schema = fn.get("name"), fn.get("parameters") or fn.get("input_schema") or {}
+        props = schema.get("properties") or {}
+        if name == "exec_command" and "cmd" in props:
+            return ToolCall(name, {"cmd": COMMAND})
+        if name in ("shell_command", "Bash") and "command" in props:
+            return ToolCall(name, {"command": COMMAND, "description": "write greeting.txt"})
+        if name == "shell" and (props.get("command") or {}).get("type") == "array":
+            return ToolCall(name, {"command": ["bash", "-lc", COMMAND]})
+    return None
+
+
+def scripted_reply(protocol: str, body: dict) -> Reply:
+    """The fixed script, in whatever protocol the gateway forwards: a shell tool call that writes
+    the file, then a final message. Text-protocol agents (no tools: mini-swe-agent) get the
+    command in a ```mswea_bash_command block, then the submit sentinel."""
+    msgs = body.get("messages") or []
+    answered = any(m.get("role") == "tool" or (isinstance(m.get("content"), list) and any(
+        isinstance(c, dict) and c.get("type") == "tool_result" for c in m["content"])) for m in msgs)
+    if body.get("tools"):
+        call = None if answered else _shell_call(body["tools"])
+        return Reply(tool_calls=(call,)) if call else Reply(text=FINAL)
+    seen = any("<returncode>" in str(m.get("content")) for m in msgs if m.get("role") == "user")
+    cmd = "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT" if seen else COMMAND
+    return Reply(text=f"THOUGHT: one step.\n\n```mswea_bash_command\n{cmd}\n```")
+
+
+@pytest.mark.parametrize("name,upstream_kind,protocol", [
+    ("codex", "openai", "responses"),           # Responses -> Chat translated by the gateway
+    ("claude-code", "anthropic", "messages"),   # Messages passed through
+    ("claude-code", "openai", "messages"),      # Messages -> Chat translated
+    ("mini-swe-agent", "openai", "chat"),
+])
+def test_agent_solves_hello_file_through_gateway(name, upstream_kind, protocol, docker_client, task_image, tmp_path):
+    from rollouts.gateway import Gateway, RunLimits, UpstreamSpec
+    from rollouts.lifecycle import labels_for
+    from rollouts.sandbox.base import SandboxSpec
+    from rollouts.sandbox.docker import DockerBackend
+    from rollouts.task import load_task
+    from rollouts.workspace import setup_workspace
+
+    backend = DockerBackend(docker_client)
+    task = load_task(TASK)
+    agent = get_agent(name)
+    volumes = agent.prepare(backend, {}, task_image, print)
+    ipam = docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]
+    bridge = ipam.get("Gateway") or str(ipaddress.ip_network(ipam["Subnet"])[1])
+    with ScriptedEndpoint(scripted_reply, api_key="sk-real-upstream") as up:
+        base = up.openai_base_url if upstream_kind == "openai" else up.anthropic_base_url
+        with Gateway(UpstreamSpec(upstream_kind, base, "scripted", api_key="sk-real-upstream"), host=bridge) as gw:
+            g = gw.register_run("r1", RunLimits(), log_path=tmp_path / "agent" / "gateway_exchanges.jsonl")
+            spec = SandboxSpec(image=task_image, labels=labels_for("test", f"test-{name}"), network=True,
+                               volumes=volumes, lifetime_sec=300, memory_mb=2048)
+            with backend.create(spec) as sb:
+                setup_workspace(sb, task, "/workspace", timeout=60)
+                ctx = AgentContext(sandbox=sb, task=task, workdir="/workspace", run_dir=tmp_path,
+                                   deadline=time.monotonic() + 120, model="scripted", log=print,
+                                   gateway=Endpoint(g.anthropic_base_url, g.token, g.model_name,
+                                                    host_base_url=g.anthropic_base_url))
+                t0 = time.monotonic()
+                res = agent.run(ctx)
+                print(f"{name}: {time.monotonic() - t0:.1f} s, {res}")
+                assert res.status == "completed", res
+                assert sb.exec(["cat", "/workspace/greeting.txt"], timeout=10).stdout == "hello world\n"
+                if name != "mini-swe-agent":  # the layer is mounted read-only
+                    assert not sb.exec(["touch", "/opt/rollouts-agent/x"], timeout=10).ok
+            ex = gw.exchanges("r1")
+            assert len(ex) >= 2 and {e.protocol for e in ex} == {protocol} and all(e.status_code == 200 for e in ex)
+            assert gw.usage("r1").prompt_tokens > 0
+    assert res.steps >= 1
+    assert (tmp_path / "agent" / agent.session_log_name).stat().st_size > 0
+    if name != "mini-swe-agent":
+        assert FINAL in res.notes
