@@ -228,13 +228,15 @@ class DockerSandbox(Sandbox):
         """SandboxEndedError if the container ended without us stopping it (its main process was
         killed from inside: the agent's doing), else SandboxError (infra)."""
         if not self._stopped:
+            # 409 from the engine: the container exists but is not running
+            gone = isinstance(e, docker.errors.APIError) and e.status_code == 409
             try:
                 self.container.reload()
-                gone = self.container.status in ("exited", "dead")
+                gone = gone or self.container.status not in ("running", "restarting")
             except docker.errors.NotFound:
                 gone = True
             except _TRANSPORT_ERRORS:
-                gone = False
+                pass
             if gone and not self._stopped:
                 raise SandboxEndedError(
                     "the sandbox ended during the run without the harness stopping it (its main process "
