@@ -163,7 +163,8 @@ def test_rollout_list_reads_only_the_newest_20_per_benchmark(data):
     t = c.get("/").text
     assert "23 rollout(s) · newest 20 shown" in t and "20260223__02-00-00" in t and "20260203__02-00-00" not in t
     all_ = c.get("/?all=nightly").text
-    assert "20260202__02-00-00" in all_ and "20260201__02-00-00" not in all_ and "demo" not in all_
+    assert "20260202__02-00-00" in all_ and "demo" not in all_
+    assert "unreadable" in all_ and "invalid manifest" in all_  # the broken one, with its reason
     shutil.rmtree(data[0] / "rollouts" / "nightly")
 
 
