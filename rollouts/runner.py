@@ -357,7 +357,8 @@ class Runner:
                     time.sleep(min(30.0, 2.0 ** attempt))
                     continue
                 rec.status = "error"
-                rec.error_kind = "infra" if is_infra(e) or not isinstance(e, RolloutsError) else "config"
+                # typed errors carry their kind (an AgentError from grading/collection: agent)
+                rec.error_kind = "infra" if is_infra(e) or not isinstance(e, RolloutsError) else e.error_kind
                 rec.error = msg
                 rec.finished_at = now_iso()
                 break

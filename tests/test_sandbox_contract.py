@@ -234,6 +234,23 @@ def test_shared_mode_stop_step_keeps_the_sandbox(box, sb, policy):
     attached.join(timeout=60)
 
 
+def test_lifetime_backstop_ends_the_sandbox(box):
+    """``lifetime_sec`` passes: the sandbox is removed without the harness asking (Docker: a
+    coroutine timer on the shared loop, no thread per sandbox; Modal: the sandbox's timeout)."""
+    if box.kind != "docker":
+        pytest.skip("Modal enforces the lifetime itself (Sandbox.create timeout=); the stand-in does not")
+    s = box.make(lifetime_sec=2)
+    s.start()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 30:
+        try:
+            s.exec("true", timeout=5)
+        except SandboxError:
+            break
+        time.sleep(0.5)
+    assert 1.5 < time.monotonic() - t0 < 30
+
+
 def test_stop_twice_and_use_after_stop(sb):
     sb.stop()
     sb.stop()

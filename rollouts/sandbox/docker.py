@@ -20,6 +20,7 @@ import tarfile
 import tempfile
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import docker
@@ -27,6 +28,7 @@ import docker.errors
 import requests.exceptions
 
 from rollouts.errors import EnvironmentNotReady, SandboxEndedError, SandboxError
+from rollouts.sandbox import aioloop
 from rollouts.sandbox.base import (
     DEFAULT_OUTPUT_LIMIT,
     LABEL_TOOL,
@@ -97,7 +99,7 @@ class DockerSandbox(Sandbox):
         self.spec = spec
         self.container = None
         self._stopped = False
-        self._timer: threading.Timer | None = None
+        self._timer: Future | None = None
         self._lock = threading.Lock()
         self.on_missing_image = lambda ref: None
 
@@ -145,10 +147,8 @@ class DockerSandbox(Sandbox):
             self._stopped = False
             self.stop()
             raise SandboxError("sandbox was stopped while starting (cancelled)")
-        if s.lifetime_sec:
-            self._timer = threading.Timer(s.lifetime_sec, self._deadline)
-            self._timer.daemon = True
-            self._timer.start()
+        if s.lifetime_sec:  # a coroutine timer: no thread per live sandbox
+            self._timer = aioloop.call_later(s.lifetime_sec, self._deadline)
 
     def _deadline(self) -> None:
         self.stop()
@@ -228,13 +228,15 @@ class DockerSandbox(Sandbox):
         """SandboxEndedError if the container ended without us stopping it (its main process was
         killed from inside: the agent's doing), else SandboxError (infra)."""
         if not self._stopped:
+            # 409 from the engine: the container exists but is not running
+            gone = isinstance(e, docker.errors.APIError) and e.status_code == 409
             try:
                 self.container.reload()
-                gone = self.container.status in ("exited", "dead")
+                gone = gone or self.container.status not in ("running", "restarting")
             except docker.errors.NotFound:
                 gone = True
             except _TRANSPORT_ERRORS:
-                gone = False
+                pass
             if gone and not self._stopped:
                 raise SandboxEndedError(
                     "the sandbox ended during the run without the harness stopping it (its main process "
