@@ -49,6 +49,11 @@ def test_rollout_list_and_page_show_summarize_numbers(client, data):
         shown = f"{o['macro_mean_reward']:.2f}" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None else "")
         assert shown in page
     assert page.count('href="/run/') == 5
+    from rollouts.report.fmt import fmt_ci
+
+    for r in s["rows"]:  # the per-row table of summarize
+        assert f"<td>{r['task']}</td><td>{r['agent']}/{r['model']}</td><td class=\"num\">{r['n']}/{r['runs']}</td>" in page
+        assert fmt_ci(r["mean_reward"], r["ci_low"], r["ci_high"]) in page
 
 
 def test_rollout_filters_and_pagination(client, data):
