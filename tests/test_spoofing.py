@@ -508,26 +508,27 @@ class FakeSandbox:
         pass
 
     def get_dir(self, src, dest, max_bytes=256 * 1024 * 1024):
+        """The sandbox contract (rollouts/sandbox/base.py): typed errors, as both backends raise."""
+        from rollouts.errors import OutputLimitExceeded, SandboxFileNotFound
+
         prefix = src.rstrip("/") + "/"
         found = {p[len(prefix):]: d for p, d in self.files.items() if p.startswith(prefix)}
         if not found:
-            raise FileNotFoundError(src)
+            raise SandboxFileNotFound(src)
         if sum(len(d) for d in found.values()) > max_bytes:
-            from rollouts.errors import SandboxError
-
-            raise SandboxError(f"{src} is larger than the {max_bytes}-byte cap")
+            raise OutputLimitExceeded(src, max_bytes, sum(len(d) for d in found.values()))
         for name, data in found.items():
             (Path(dest) / name).parent.mkdir(parents=True, exist_ok=True)
             (Path(dest) / name).write_bytes(data)
 
     def get_file(self, path, max_bytes=64 * 1024 * 1024):
+        from rollouts.errors import OutputLimitExceeded, SandboxFileNotFound
+
         if path not in self.files:
-            raise FileNotFoundError(path)
+            raise SandboxFileNotFound(path)
         data = self.files[path]
         if len(data) > max_bytes:
-            from rollouts.errors import SandboxError
-
-            raise SandboxError(f"{path} is larger than the {max_bytes}-byte cap")
+            raise OutputLimitExceeded(path, max_bytes, len(data))
         return data
 
 
