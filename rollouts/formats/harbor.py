@@ -105,6 +105,43 @@ def expand_env(values: dict[str, Any], where: str, environ: dict[str, str], prob
     return out
 
 
+def _strs(values: Any, where: str) -> dict[str, str]:
+    """An env table with its values as strings (TOML numbers and booleans as TOML writes them)."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: expected a table of NAME = value")
+    return {str(k): v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
+            for k, v in values.items()}
+
+
+def templated(values: dict[str, Any]) -> dict[str, str]:
+    """The entries of an env table whose value is a ``${VAR}`` template (kept unexpanded so that
+    ``tasks convert`` and ``tasks show --json`` never write a host value, e.g. a key, to disk)."""
+    return {str(k): v for k, v in values.items() if isinstance(v, str) and _VAR.search(v)}
+
+
+# tb_meta env maps that may hold templates → (path in the tb_meta dict, the Harbor key named in messages)
+ENV_MAPS = {"environment.env": (("environment", "env"), "environment.env"),
+            "tests.env": (("tests", "env"), "verifier.env"),
+            "solution_env": (("solution_env",), "solution.env")}
+
+
+def expand_meta_env(raw: dict, environ: dict[str, str], problems: list[str]) -> dict[str, dict[str, str]]:
+    """Expand the templates in a tb_meta dict's env maps in place (``environment.env``,
+    ``tests.env``, ``solution_env``); returns the templated entries per map."""
+    out: dict[str, dict[str, str]] = {}
+    for name, (path, shown) in ENV_MAPS.items():
+        parent = raw
+        for k in path[:-1]:
+            parent = parent.get(k) if isinstance(parent, dict) else None
+        values = parent.get(path[-1]) if isinstance(parent, dict) else None
+        if isinstance(values, dict) and values:
+            t = templated(values)
+            if t:
+                out[name] = t
+                parent[path[-1]] = {**values, **expand_env(t, shown, environ, problems)}
+    return out
+
+
 def parse_size_mb(value: str, field: str) -> int:
     """``"2G"`` / ``"512M"`` / ``"1024K"`` → MiB, as Harbor's ``_parse_size_to_mb``."""
     s = value.strip().upper()
@@ -276,7 +313,7 @@ def translate(doc: dict, task_dir: Path, environ: dict[str, str]) -> tuple[dict,
         workdir = DEFAULT_WORKDIR
         notes.append(f"workdir unknown (no [environment] workdir, no Dockerfile WORKDIR): using {workdir}")
     meta_env["workdir"] = workdir
-    meta_env["env"] = expand_env(env.get("env") or {}, "environment.env", environ, problems)
+    meta_env["env"] = _strs(env.get("env") or {}, "environment.env")
     if env.get("healthcheck") is not None:
         hc = env["healthcheck"]
         if not isinstance(hc, dict):
@@ -315,10 +352,10 @@ def translate(doc: dict, task_dir: Path, environ: dict[str, str]) -> tuple[dict,
             "dir": "tests", "command": "bash /tests/test.sh",
             "mode": "shared" if mode == "shared" else "fresh",
             "stop": "agent", "exit_code": "ignored", "network": verifier_net,
-            "env": expand_env(verifier.get("env") or {}, "verifier.env", environ, problems),
+            "env": _strs(verifier.get("env") or {}, "verifier.env"),
         },
         "solution": "solution/solve.sh" if has_solution else None,
-        "solution_env": expand_env(solution.get("env") or {}, "solution.env", environ, problems),
+        "solution_env": _strs(solution.get("env") or {}, "solution.env"),
         "artifacts": artifacts,
         "timeouts": {
             "agent_sec": _num(agent.get("timeout_sec"), "agent.timeout_sec", DEFAULT_AGENT_TIMEOUT_SEC),
@@ -368,6 +405,7 @@ class HarborFormat:
         if not (task_dir / "tests" / "test.sh").is_file():
             raise ConfigError("missing tests/test.sh (every Harbor task needs one)", file=str(task_dir))
         instruction = read_text(task_dir / "instruction.md", "instruction.md")
+        env_templates = expand_meta_env(meta_raw, dict(os.environ if environ is None else environ), problems)
         meta = validate_meta(meta_raw, path)
         meta, extra = apply_overrides(meta, overrides)
         root = resolve_path(task_dir)
@@ -377,7 +415,7 @@ class HarborFormat:
         except OSError as e:
             raise ConfigError(f"cannot read {e.filename}: {e.strerror}", file=str(task_dir)) from None
         return Task(dir=task_dir, meta=meta, instruction=instruction, digest=digest, format=self.name,
-                    unsupported=problems, notes=notes)
+                    unsupported=problems, notes=notes, env_templates=env_templates)
 
 
 FORMAT = HarborFormat()
