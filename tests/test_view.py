@@ -280,3 +280,26 @@ def test_browser_running_rollout_updates_live(server, browser, data, tmp_path):
         import shutil as _sh
 
         _sh.rmtree(data[0] / "rollouts" / "livebrowser")
+
+
+@pytest.mark.docker
+def test_viewer_on_a_real_rollout(run_cli, tmp_path, base_image):
+    """A real rollout (Docker: oracle and nop, graded by the hidden tests) seen through the viewer:
+    what the runner wrote is what the pages show."""
+    cfg = tmp_path / "real.toml"
+    root = Path(__file__).resolve().parent.parent
+    cfg.write_text(f'name = "real"\nparallel = 2\n[[tasks]]\nprepared_dir = "{root}/data/tasks/prepared/fix_bug_stats"\n'
+                   f'agent = "oracle"\n[[tasks]]\nprepared_dir = "{root}/data/tasks/prepared/fix_bug_stats"\nagent = "nop"\n')
+    data = tmp_path / "data"
+    p = run_cli("run", str(cfg), data_dir=data, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    c = TestClient(create_app(data))
+    rid = next((data / "rollouts" / "real").glob("2*")).name
+    assert rid in c.get("/").text
+    page = c.get(f"/r/real/{rid}").text
+    assert "oracle/none" in page and "nop/none" in page and page.count('href="/run/') == 2
+    oracle = c.get(f"/run/{rid}-0").text
+    assert "completed" in oracle and 'class="gi"' in oracle  # the oracle's diff, coloured
+    assert "Tests (" in oracle and "passed" in oracle and "Verifier output" in oracle
+    nop = c.get(f"/run/{rid}-1").text
+    assert "The agent changed nothing (empty diff)" in nop and "failed" in nop
