@@ -139,7 +139,13 @@ def test_bad_values_are_config_errors_naming_task_toml(tmp_path):
     (d / "task.toml").write_text("[environment]\nmemory = '2X'\n")
     with pytest.raises(ConfigError) as e:
         load_task(d)
-    assert "task.toml" in str(e.value) and "environment.memory" in str(e.value)
+    assert "task.toml: environment" in str(e.value) and "memory: invalid size '2X'" in str(e.value)
+    (d / "task.toml").write_text("[environment]\ncpus = 'two'\n")
+    with pytest.raises(ConfigError, match=r"task.toml: environment.cpus"):
+        load_task(d)
+    (d / "task.toml").write_text("[task]\nname = 'no-namespace'\n")
+    with pytest.raises(ConfigError, match=r"task.toml: task.name"):
+        load_task(d)
     (d / "task.toml").write_text("[agent\n")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_task(d)
