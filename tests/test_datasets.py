@@ -187,3 +187,22 @@ def test_registry_errors(tmp_path, registry):
     with pytest.raises(EnvironmentNotReady, match="git fetch"):
         load_config(write(tmp_path, f'[[datasets]]\nregistry = "{reg}"\ndataset = "fixtures"\nagent = "oracle"\n'
                           'include = ["app-state"]\n'), agents=AGENTS)
+
+
+def test_registry_from_an_http_url(tmp_path, registry):
+    import functools
+    import http.server
+    import threading
+
+    reg, _ = registry
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(reg.parent))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/{reg.name}"
+        cfg = load_config(write(tmp_path, f'[[datasets]]\nregistry = "{url}"\ndataset = "fixtures@1.0"\n'
+                                'include = ["metrics"]\nagent = "oracle"\n'), agents=AGENTS)
+        assert [e.task.name for e in cfg.entries] == ["fixtures/metrics"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
