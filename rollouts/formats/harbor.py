@@ -253,7 +253,7 @@ def translate(cfg: TaskConfig, task_dir: Path) -> tuple[dict, list[str], list[st
         "workspace": None,
         "environment": meta_env,
         "tests": {"dir": "tests", "command": "bash /tests/test.sh", "mode": "shared" if mode == "shared" else "fresh",
-                  "stop": "agent", "exit_code": "ignored", "network": verifier_net,
+                  "stop": "agent", "toolchain": "agent", "exit_code": "ignored", "network": verifier_net,
                   "env": _strs(ver.env, "verifier.env")},
         "solution": "solution/solve.sh" if (task_dir / "solution" / "solve.sh").is_file() else None,
         "solution_env": _strs(cfg.solution.env, "solution.env"),

@@ -231,7 +231,7 @@ class TerminalBenchFormat:
             "instruction": "instruction.md",
             "workspace": None,
             "environment": env,
-            "tests": {"dir": "tests", "command": "bash /tests/test.sh", "mode": "shared", "stop": "agent",
+            "tests": {"dir": "tests", "command": "bash /tests/test.sh", "mode": "shared", "stop": "agent", "toolchain": "agent",
                       "exit_code": "ignored", "env": tests_env},
             "solution": solution,
             "timeouts": {"agent_sec": _seconds(cfg, "max_agent_timeout_sec", 360.0, path),
