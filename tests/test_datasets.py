@@ -109,10 +109,15 @@ def test_unsupported_refused_or_skipped_and_recorded(tmp_path, tasks_dir):
     assert len(cfg.entries) == 24 and [s.task_name for s in cfg.skipped] == ["fixtures/gpu", "gamma-multi"]
     m = Runner(cfg, Store(tmp_path / "data")).new_manifest()
     assert [s.task_name for s in m.skipped] == ["fixtures/gpu", "gamma-multi"]
+    from rollouts.report.html import render_html
+    from rollouts.report.markdown import render_markdown
     from rollouts.report.summary import summarize
 
-    line = summarize(m)["skipped_line"]
+    s = summarize(m)
+    line = s["skipped_line"]
     assert line.startswith("ran 24 of 26 tasks; 2 unsupported: fixtures/gpu (environment.gpus = 1")
+    assert "ran 24 of 26 tasks; 2 unsupported" in render_markdown(s)
+    assert "ran 24 of 26 tasks; 2 unsupported" in render_html(s, m, tmp_path)
 
 
 # ------------------------------------------------------------------------------- registry.json
