@@ -31,7 +31,7 @@ def data(tmp_path_factory) -> tuple[Path, dict]:
 
 @pytest.fixture(scope="module")
 def client(data) -> TestClient:
-    return TestClient(create_app(data[0]))
+    return TestClient(create_app(data[0]), base_url="http://127.0.0.1")
 
 
 def test_rollout_list_and_page_show_summarize_numbers(client, data):
@@ -49,6 +49,11 @@ def test_rollout_list_and_page_show_summarize_numbers(client, data):
         shown = f"{o['macro_mean_reward']:.2f}" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None else "")
         assert shown in page
     assert page.count('href="/run/') == 5
+    from rollouts.report.fmt import fmt_ci
+
+    for r in s["rows"]:  # the per-row table of summarize
+        assert f"<td>{r['task']}</td><td>{r['agent']}/{r['model']}</td><td class=\"num\">{r['n']}/{r['runs']}</td>" in page
+        assert fmt_ci(r["mean_reward"], r["ci_low"], r["ci_high"]) in page
 
 
 def test_rollout_filters_and_pagination(client, data):
@@ -64,14 +69,19 @@ def test_rollout_filters_and_pagination(client, data):
 def test_run_page_shows_every_part(client, data):
     runs = data[1]["runs"]
     t = client.get(f"/run/{runs[0]}").text
+    assert "ATIF ATIF-v1.4 (our shell agent" in t
     for needle in ("step 1", "step 3", "ls -la", "exit", "tokens 901 + 40", "stats.py",
                    'class="gi"', "VERIFIER-OUTPUT", "tests/test_stats.py::test_mean", "AGENT-LOG-LINE",
                    "Phase timings", "sandbox_start"):
         assert needle in t, needle
     rlm = client.get(f"/run/{runs[2]}").text
     assert "llm_query" in rlm and "SUB-RESPONSE-7" in rlm and "CHILD-ANSWER-42" in rlm and "child RLM" in rlm
-    atif = client.get(f"/run/{runs[3]}").text
-    assert "ATIF-CMD" in atif and "ATIF-OBS" in atif and "ATIF-REASONING" in atif and "format: <b>atif</b>" in atif
+    assert "ATIF ATIF-v1.4 (our rlm agent" in rlm  # written by rollouts.atif_agents: native record shown
+    harbor = client.get(f"/run/{runs[4]}").text
+    assert "ATIF-CMD" in harbor and "ATIF-OBS" in harbor and "ATIF-REASONING" in harbor
+    assert "format: <b>atif</b>" in harbor
+    atif = client.get(f"/run/{runs[3]}").text  # an installed agent: ATIF built from its gateway exchanges
+    assert "format: <b>atif</b>" in atif and "GW-TOOL-ARGS" in atif and "shell" in atif
     assert "attempt 1" in atif and "engine went away" in atif
     # the installed agent's exchanges through the gateway (one per protocol, a torn last line)
     for needle in ("Model exchanges", "exchange 1 · responses · gpt-5", "GW-REPLY", "GW-TOOL-ARGS", "GW-ASK",
@@ -104,6 +114,9 @@ def test_raw_refuses_paths_outside_the_run(client, data, tmp_path):
     assert client.get(f"/raw/{run}/..%2F..%2Fsecret.txt").status_code == 404
     assert client.get(f"/raw/{run}/logs/agent.log").status_code == 200
     assert client.post("/").status_code == 405  # read-only
+    # DNS rebinding: a page served from evil.example whose name resolves to 127.0.0.1
+    assert client.get("/", headers={"host": "evil.example:8000"}).status_code == 400
+    assert client.get("/", headers={"host": "localhost:8000"}).status_code == 200
 
 
 def test_compare_pages(client, data):
@@ -123,9 +136,12 @@ def test_running_rollout_is_live(data):
     m = make_manifest("live", "20260105__00-00-00", store, [{"status": "running"}, {"reward": 1.0}], status="running")
     m.host, m.pid = __import__("socket").gethostname(), os.getpid()
     store.write_manifest(m)
-    c = TestClient(create_app(data[0], min_age_sec=0))
+    c = TestClient(create_app(data[0], min_age_sec=0), base_url="http://localhost")
     assert c.get("/?fragment=1").headers["x-rollouts-live"] == "1"
     assert c.get("/r/live/20260105__00-00-00").headers["x-rollouts-live"] == "1"
+    run = c.get("/run/20260105__00-00-00-0")
+    assert run.headers["x-rollouts-live"] == "1" and 'data-live="1"' in run.text
+    assert 'data-live="0"' in c.get("/run/20260105__00-00-00-1").text  # finished: not polled
     m.results[0].status, m.results[0].reward, m.status = "completed", 0.0, "completed"
     store.write_manifest(m)
     assert "x-rollouts-live" not in c.get("/r/live/20260105__00-00-00?fragment=1").headers
@@ -143,6 +159,23 @@ def test_atif_with_our_native_record_and_step_extras():
     plain["steps"][1]["extra"] = {"exit_code": 1, "timed_out": False, "exec_sec": 0.4}
     call = build(plain)["steps"][1]["calls"][0]
     assert (call["exit_code"], call["sec"], call["output"]) == (1, 0.4, "1 failed ATIF-OBS")
+
+
+def test_rollout_list_reads_only_the_newest_20_per_benchmark(data):
+    from rollouts.store import Store
+    from tests.view_fixture import make_manifest
+
+    store = Store(data[0])
+    for day in range(1, 24):
+        store.write_manifest(make_manifest("nightly", f"202602{day:02d}__02-00-00", store, [{"reward": 1.0}]))
+    (store.rollout_dir("nightly", "20260201__02-00-00") / "manifest.json").write_text("{broken")  # never read
+    c = TestClient(create_app(data[0]), base_url="http://127.0.0.1")
+    t = c.get("/").text
+    assert "23 rollout(s) · newest 20 shown" in t and "20260223__02-00-00" in t and "20260203__02-00-00" not in t
+    all_ = c.get("/?all=nightly").text
+    assert "20260202__02-00-00" in all_ and "demo" not in all_
+    assert "unreadable" in all_ and "invalid manifest" in all_  # the broken one, with its reason
+    shutil.rmtree(data[0] / "rollouts" / "nightly")
 
 
 def test_big_trajectory_is_paginated():
@@ -234,17 +267,20 @@ def test_browser_rollouts_to_run(server, browser, data, tmp_path):
     assert "SUB-RESPONSE-7" in browser.page_source and len(browser.find_elements(By.CSS_SELECTOR, ".sub")) >= 2
     browser.execute_script("document.querySelector('.sub').scrollIntoView()")
     browser.save_screenshot(str(tmp_path / "6_run_rlm.png"))
-    browser.get(f"{server}/run/{ids['runs'][3]}")
+    browser.get(f"{server}/run/{ids['runs'][4]}")
     browser.execute_script("document.getElementById('trajectory').scrollIntoView()")
     assert "ATIF-OBS" in browser.find_element(By.ID, "live").text
     browser.save_screenshot(str(tmp_path / "6b_run_atif.png"))
+    browser.get(f"{server}/run/{ids['runs'][3]}")
+    browser.execute_script("document.getElementById('trajectory').scrollIntoView()")
+    browser.save_screenshot(str(tmp_path / "6d_run_installed_atif.png"))
     browser.execute_script("document.getElementById('exchanges').scrollIntoView()")
     browser.save_screenshot(str(tmp_path / "6c_run_exchanges.png"))
     browser.get(f"{server}/compare?a=demo/{ids['rid']}&b=demo/{ids['rid2']}")
     assert browser.find_element(By.CSS_SELECTOR, ".verdict").text
     browser.save_screenshot(str(tmp_path / "7_compare.png"))
     shots = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert len(shots) == 10 and all((tmp_path / s).stat().st_size > 5000 for s in shots)
+    assert len(shots) == 11 and all((tmp_path / s).stat().st_size > 5000 for s in shots)
     keep = os.environ.get("ROLLOUTS_VIEW_SHOTS")  # optional: copy them somewhere to look at
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
@@ -293,7 +329,7 @@ def test_viewer_on_a_real_rollout(run_cli, tmp_path, base_image):
     data = tmp_path / "data"
     p = run_cli("run", str(cfg), data_dir=data, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
-    c = TestClient(create_app(data))
+    c = TestClient(create_app(data), base_url="http://127.0.0.1")
     rid = next((data / "rollouts" / "real").glob("2*")).name
     assert rid in c.get("/").text
     page = c.get(f"/r/real/{rid}").text
