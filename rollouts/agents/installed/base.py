@@ -62,9 +62,11 @@ class CliOptions(InstalledOptions):
 
 @dataclass
 class Launch:
-    """What :meth:`InstalledAgent.command` returns: argv, environment, files to write first."""
+    """What :meth:`SandboxCliAgent.command` returns: argv (without the prompt), the prompt (passed
+    last, after ``extra_args`` and ``--``), environment, files to write first."""
 
     argv: list[str]
+    prompt: str
     env: dict[str, str] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
 
@@ -122,7 +124,7 @@ class SandboxCliAgent(InstalledAgent):
             return AgentResult("error", error=f"cannot create {STATE_DIR}: {r.output[-300:]}")
         for path, data in launch.files.items():
             sb.put_file(path, data, mode=0o600)
-        argv = [*launch.argv, *opts.extra_args]
+        argv = [*launch.argv, *opts.extra_args, "--", launch.prompt]
         script = f"exec {shlex.join(argv)} </dev/null >{SESSION_LOG} 2>{STDERR_LOG}"
         env = {"HOME": f"{STATE_DIR}/home", **ctx.env, **launch.env}
         ctx.log(f"$ {shlex.join(argv)}")
