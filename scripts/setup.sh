@@ -20,6 +20,8 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)  # view's selenium tests
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v flock >/dev/null 2>&1 || missing+=(util-linux)
+# the model gateway's network: host rules that let a sandbox reach only the gateway
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 # the Modal contract-suite variant runs its stand-in sandboxes under dumb-init, as Modal does
 command -v dumb-init >/dev/null 2>&1 || missing+=(dumb-init)
 if [ "${#missing[@]}" -gt 0 ]; then

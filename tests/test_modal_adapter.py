@@ -88,6 +88,15 @@ def test_create_maps_the_spec_onto_sandbox_create(fake):
     assert kws[2]["timeout"] == madapter.MAX_LIFETIME_SEC
 
 
+def test_gateway_network_opens_egress_only_to_the_gateway(fake):
+    """A NetworkAttachment (rollouts.gateway) becomes Modal's outbound CIDR allowlist of the
+    gateway's address: not block_network (the gateway must be reachable), not open egress."""
+    att = sbase.NetworkAttachment(name="gw", gateway_host="203.0.113.7", gateway_port=8443)
+    make_backend(fake).create(spec(network=att)).start()
+    [kw] = [c[2] for c in fake.calls if c[0] == "create"]
+    assert kw["block_network"] is False and kw["outbound_cidr_allowlist"] == ["203.0.113.7/32"]
+
+
 def test_exec_argv_cwd_env_user_and_timeouts(fake, started):
     started.exec("echo hi", timeout=10, cwd="/w", env={"A": "1", "GITHUB_TOKEN": "ghp_abcdef"}, user="nobody")
     args, kw = last_exec(fake)

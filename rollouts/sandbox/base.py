@@ -29,8 +29,30 @@ KILL_GRACE_SEC = 2  # SIGTERM, then SIGKILL this many seconds later
 
 
 @dataclass(frozen=True)
+class NetworkAttachment:
+    """A sandbox network whose only reachable endpoint is the rollout's model gateway.
+
+    ``name``: the backend's network (Docker: the rollout's internal network, see
+    ``rollouts.gateway.network``). ``gateway_host``/``gateway_port``: where the gateway listens,
+    as the sandbox reaches it. Backends that cannot confine a sandbox to one endpoint raise
+    SandboxError rather than start it with more network than this.
+    """
+
+    name: str
+    gateway_host: str
+    gateway_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.gateway_host}:{self.gateway_port}"
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
-    """What to start. Units: cpus in cores, memory in MiB, timeouts in seconds."""
+    """What to start. Units: cpus in cores, memory in MiB, timeouts in seconds.
+
+    ``network``: False = no network at all; True = the backend's default network (internet);
+    a :class:`NetworkAttachment` = only the rollout's model gateway is reachable."""
 
     image: str
     labels: dict[str, str]
@@ -38,7 +60,7 @@ class SandboxSpec:
     cpus: float = 1.0
     memory_mb: int = 1024
     pids: int = 512
-    network: bool = False
+    network: bool | NetworkAttachment = False
     env: dict[str, str] = field(default_factory=dict)
     lifetime_sec: float | None = None  # hard deadline: the backend removes the sandbox after this
     name: str | None = None

@@ -158,7 +158,7 @@ class ModalSandbox(Sandbox):
             self.sb = await b.acreate_sandbox(
                 "sleep", "infinity", app=app, image=image, name=s.name, tags=dict(s.labels),
                 env=plain or None, secrets=b.secrets_for(secret), workdir="/",
-                timeout=max(10, min(MAX_LIFETIME_SEC, life)), block_network=not s.network,
+                timeout=max(10, min(MAX_LIFETIME_SEC, life)), **_network_kwargs(s.network),
                 cpu=(s.cpus, s.cpus), memory=(s.memory_mb, s.memory_mb),
             )  # fmt: skip
 
@@ -295,3 +295,15 @@ class ModalSandbox(Sandbox):
             await sb.detach.aio()
         except Exception:  # noqa: BLE001 - closing our side of a connection; nothing to recover
             pass
+
+
+def _network_kwargs(network) -> dict:
+    """Sandbox.create's network arguments for ``SandboxSpec.network`` (False / True / a
+    NetworkAttachment). A gateway attachment opens egress only to the gateway's address
+    (``outbound_cidr_allowlist`` of Sandbox.create, modal 1.6); see docs/modal.md (gateway)."""
+    from rollouts.sandbox.base import NetworkAttachment
+
+    if isinstance(network, NetworkAttachment):
+        return {"block_network": False, "outbound_cidr_allowlist": [f"{network.gateway_host}/32"]}
+    return {"block_network": not network}
+
