@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rollouts.agents import AgentContext, AgentResult, get_agent
 from rollouts.config import TaskEntry
@@ -51,6 +52,7 @@ class RunEnv:
     active_lock: threading.Lock = field(default_factory=threading.Lock)
     echo: Callable[[str, str], None] | None = None  # (run_id, line) for -vv
     grade: bool = True
+    gateways: Any = None  # rollouts.agents.installed.runtime.AgentGateways (installed agents)
 
 
 class Cancelled(Exception):
@@ -124,6 +126,9 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
     volumes = agent.prepare(env.backend, entry.agent_options, image, log)
     rec.agent_options = agent.pinned_options(entry.agent_options)
     phase("agent_setup", t0)
+    endpoint = network = None
+    if agent.uses_gateway:  # its own token on the rollout's gateway; the sandbox reaches nothing else
+        endpoint, network = env.gateways.grant(rec.run_id, entry.model, agent.run_limits(entry.agent_options), run_dir)
     spec = SandboxSpec(
         image=image,
         labels={**labels_for(env.rollout_id, rec.run_id), "rollouts.phase": "agent"},
@@ -131,7 +136,7 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
         cpus=res.cpus,
         memory_mb=res.memory_mb,
         pids=res.pids,
-        network=task.meta.network,
+        network=task.meta.network if network is None else network,
         lifetime_sec=task.meta.timeouts.setup_sec + agent_timeout + 180
         + (task.meta.timeouts.verifier_sec if task.meta.tests.mode == "shared" else 0),
         volumes=volumes,
@@ -160,7 +165,7 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
         ctx = AgentContext(
             sandbox=sb, task=task, workdir=workdir, run_dir=run_dir,
             deadline=time.monotonic() + agent_timeout, env=dict(entry.environment_variables),
-            options=dict(entry.agent_options), model=entry.model, client=client, log=log,
+            options=dict(entry.agent_options), model=entry.model, client=client, log=log, gateway=endpoint,
         )
         try:
             result = agent.run(ctx)
@@ -173,11 +178,19 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
         rec.steps = result.steps
         if client is not None:
             rec.usage = Usage(**client.usage.to_dict())
+        budget_hit = False
+        if endpoint is not None:
+            g = env.gateways.finish(rec.run_id, agent.trajectory_meta(entry), run_dir)
+            endpoint = None
+            rec.usage, budget_hit = g.usage, g.limit_hit
         t0 = time.monotonic()
         diff = collect_artifacts(sb, workdir, base, run_dir / "artifacts", redact(result.notes, env.secrets),
                                  secrets=env.secrets)
         phase("collect", t0)
         agent_status = {"timeout": "agent_timeout", "error": "error"}.get(result.status, "completed")
+        if budget_hit:  # the gateway refused a request over the run's budget: a failure, not graded
+            rec.status, rec.reward = "limit", 0.0
+            return _finish(rec, timings, t_start)
         if result.status == "error":
             rec.error_kind = rec.error_kind or "agent"
             rec.error = redact(result.error or "agent failed", env.secrets)
@@ -209,6 +222,8 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
         _untrack(env, rec.run_id)
         if client is not None and hasattr(client, "close"):
             client.close()
+        if endpoint is not None:  # the agent phase did not end normally: revoke the token
+            env.gateways.release(rec.run_id)
     rec.reward = out.reward
     rec.metrics = out.metrics
     if out.status == "error":

@@ -111,6 +111,10 @@ class Runner:
                 from rollouts.llm.client import ModelClient
 
                 ModelClient(e.model, price_overrides=self.config.pricing or None).close()  # no key -> exit 3
+            if e.model != "local" and get_agent(e.agent).uses_gateway:
+                from rollouts.gateway import UpstreamSpec
+
+                UpstreamSpec.for_model(e.model)  # no key -> exit 3
         for name in sorted({e.backend for e in self.config.entries}):
             b = self.backend(name)
             b.preflight()
@@ -120,7 +124,22 @@ class Runner:
             b.prepare(log=log)
 
     def _needs_local_model(self) -> bool:
-        return any(e.model == "local" and get_agent(e.agent).needs_model for e in self.config.entries)
+        return any(e.model == "local" and (get_agent(e.agent).needs_model or get_agent(e.agent).uses_gateway)
+                   for e in self.config.entries)
+
+    def _local_ctx(self) -> int:
+        """Context of the local server: 32k (Qwen2.5's) when installed agents use it — Codex's and
+        Claude Code's prompts are thousands of tokens — else 8k."""
+        return 32768 if any(e.model == "local" and get_agent(e.agent).uses_gateway for e in self.config.entries) else 8192
+
+    def _gateways(self, rollout_id: str):
+        """The rollout's gateways for installed agents (None when no entry has one)."""
+        if not any(get_agent(e.agent).uses_gateway for e in self.config.entries):
+            return None
+        from rollouts.agents.installed.runtime import AgentGateways
+
+        return AgentGateways(self.backend("docker").client, rollout_id,
+                             local_base_url=lambda: self._server.base_url, prices=self.config.pricing or None)
 
     def _make_client(self, entry: TaskEntry):
         from rollouts.llm.client import ModelClient
@@ -270,7 +289,7 @@ class Runner:
         entries = {e.index: e for e in self.config.entries}
         self._env = RunEnv(
             backend=None, rollout_id=m.rollout_id, make_client=self._make_client, secrets=self.secrets,
-            cancel=self.cancel_event, echo=self.echo, grade=self.grade,
+            cancel=self.cancel_event, echo=self.echo, grade=self.grade, gateways=self._gateways(m.rollout_id),
         )
         pool = ThreadPoolExecutor(max_workers=self.config.parallel, thread_name_prefix="run")
         futures: dict[Future, RunRecord] = {}
@@ -281,7 +300,7 @@ class Runner:
                 from rollouts.llm.local_server import LocalModelServer
 
                 self.on_event("log", None, "starting the local model server (llama.cpp, Qwen2.5-Coder-0.5B)")
-                self._server = LocalModelServer(n_ctx=8192)
+                self._server = LocalModelServer(n_ctx=self._local_ctx())
                 self._server.start()
                 self.on_event("log", None, f"local model server ready at {self._server.base_url}")
             pending = iter([r for r in m.results if r.status not in FINAL_STATUSES])
@@ -316,9 +335,11 @@ class Runner:
                 m.finished_at = now_iso()
                 self._save(force=True)
             stop_flusher.set()
+            self._kill_all()
+            if self._env.gateways is not None:
+                self._env.gateways.close()
             if self._server is not None:
                 self._server.stop()
-            self._kill_all()
         return m
 
     def _run_one(self, rec: RunRecord, entry: TaskEntry) -> None:

@@ -222,3 +222,66 @@ def test_agent_solves_hello_file_through_gateway(name, upstream_kind, protocol, 
     assert (tmp_path / "agent" / agent.session_log_name).stat().st_size > 0
     if name != "mini-swe-agent":
         assert FINAL in res.notes
+
+
+# ---------------------------------------------------------------------- a whole rollout
+ROLLOUT = """
+name = "installed"
+parallel = 2
+
+[[tasks]]
+prepared_dir = "{task}"
+agent = "codex"
+model = "gpt-scripted"
+
+[[tasks]]
+prepared_dir = "{task}"
+agent = "claude-code"
+model = "claude-scripted"
+
+[[tasks]]
+prepared_dir = "{task}"
+agent = "mini-swe-agent"
+model = "gpt-scripted"
+
+[[tasks]]
+prepared_dir = "{task}"
+agent = "codex"
+model = "gpt-scripted"
+agent_options = {{ max_total_tokens = 200 }}
+"""
+
+
+def test_rollout_of_installed_agents(run_cli, tmp_path, base_image):
+    """`run` end to end: each agent in its sandbox on the rollout's internal gateway network,
+    the scripted upstream behind the gateway (which injects the real key), graded by the task's
+    hidden tests; a 200-token budget ends as `limit` with the request refused."""
+    key = f"sk-test-{uuid.uuid4().hex}"
+    cfg = tmp_path / "installed.toml"
+    cfg.write_text(ROLLOUT.format(task=TASK))
+    with ScriptedEndpoint(scripted_reply, api_key=key) as up:
+        env = {"OPENAI_BASE_URL": up.openai_base_url, "OPENAI_API_KEY": key,
+               "ANTHROPIC_BASE_URL": up.anthropic_base_url, "ANTHROPIC_API_KEY": key}
+        t0 = time.monotonic()
+        p = run_cli("run", str(cfg), env=env, timeout=600)
+        print(f"rollout of 4 runs: {time.monotonic() - t0:.1f} s")
+    data = tmp_path / "data"
+    m = json.loads(next((data / "rollouts" / "installed").glob("2*/manifest.json")).read_text())
+    res = {(r["agent"], r["agent_options"].get("max_total_tokens")): r for r in m["results"]}
+    for agent in ("codex", "claude-code", "mini-swe-agent"):
+        r = res[(agent, None)]
+        assert r["status"] == "completed" and r["reward"] == 1.0, (agent, r, p.stdout[-2000:], p.stderr[-2000:])
+        assert r["usage"]["prompt_tokens"] > 0 and r["usage"]["calls"] >= 2
+        assert r["agent_options"]["version"] and "agent_setup" in r["timings"]
+        run_dir = Path(r["run_dir"])
+        traj = json.loads((run_dir / "agent" / "trajectory.json").read_text())
+        assert traj["schema_version"].startswith("ATIF-v1.") and traj["agent"]["name"] == agent
+        assert sum(1 for s in traj["steps"] if s["source"] == "agent") >= 2
+    lim = res[("codex", 200)]
+    assert lim["status"] == "limit" and lim["reward"] == 0.0, lim
+    ex = [json.loads(x) for x in (Path(lim["run_dir"]) / "agent" / "gateway_exchanges.jsonl").read_text().splitlines()]
+    assert any(e.get("refused") == "limit" for e in ex)
+    # the real key reached the upstream (the scripted endpoint refuses others) and nothing on disk
+    for f in data.rglob("*"):
+        if f.is_file():
+            assert key not in f.read_text(errors="replace"), f
