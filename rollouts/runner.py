@@ -111,6 +111,12 @@ class Runner:
                 from rollouts.llm.client import ModelClient
 
                 ModelClient(e.model, price_overrides=self.config.pricing or None).close()  # no key -> exit 3
+            if get_agent(e.agent).uses_gateway and e.backend != "docker":
+                from rollouts.errors import ConfigError
+
+                raise ConfigError(f"agent {e.agent!r} runs on the docker backend only for now (its layer is a "
+                                  f"Docker volume), not {e.backend!r}", file=str(self.config.path),
+                                  field=f"tasks[{e.index}].backend")
             if e.model != "local" and get_agent(e.agent).uses_gateway:
                 from rollouts.gateway import UpstreamSpec
 
