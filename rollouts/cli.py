@@ -30,11 +30,24 @@ def _fail(e: RolloutsError) -> None:
 
 
 class _Group(click.Group):
-    """Turns RolloutsError into one clear line and its exit code (no traceback). An OS error
-    (disk full, permission denied under the data dir) is exit 3; any other unexpected exception
-    is one ``internal error`` line, exit 1 (``ROLLOUTS_DEBUG=1`` shows the traceback)."""
+    """Errors as one line (:meth:`invoke`); subcommands named in ``_LAZY_COMMANDS`` are imported on first use
+    (click's documented lazy-loading pattern: ``list_commands`` + ``get_command``)."""
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *_LAZY_COMMANDS})
+
+    def get_command(self, ctx, name):
+        if name in _LAZY_COMMANDS and name not in self.commands:
+            import importlib
+
+            mod, attr = _LAZY_COMMANDS[name].split(":")
+            self.add_command(getattr(importlib.import_module(mod), attr), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx):
+        """Turns RolloutsError into one clear line and its exit code (no traceback). An OS error
+        (disk full, permission denied under the data dir) is exit 3; any other unexpected exception
+        is one ``internal error`` line, exit 1 (``ROLLOUTS_DEBUG=1`` shows the traceback)."""
         try:
             return super().invoke(ctx)
         except RolloutsError as e:
@@ -148,6 +161,12 @@ def run(store, config: str | None, verbose: int, no_eval: bool, resume: bool, la
     if dry_run:
         print_dry_run(cfg, sel, console if not as_json else None)
         return
+    from rollouts.check import missing_images_lines
+    from rollouts.errors import EnvironmentNotReady
+
+    missing = missing_images_lines(cfg)  # before any run: exit 3, one line per image
+    if missing:
+        raise EnvironmentNotReady(f"{len(missing)} base image(s) missing:\n" + "\n".join(missing))
     if baseline:
         from rollouts.report.compare import preflight_baseline
 
@@ -363,6 +382,12 @@ def clean(dry_run: bool, backends: tuple[str, ...], all_hosts: bool, agent_layer
             for i in left:
                 console.print(f"{verb} {i}", markup=False)
             total_i += len(left)
+            from rollouts.gateway.network import owner_gone, remove_leftover_networks
+
+            nets = remove_leftover_networks(backend.client, lambda lb: owner_gone(lb, all_hosts), dry_run=dry_run)
+            for n in nets:
+                console.print(f"{verb} gateway network {n['name']} rollout={n['labels'].get('rollouts.rollout_id')}",
+                              markup=False)
             if agent_layers:
                 from rollouts.agents.installed.layer import clean_layers
 
@@ -385,18 +410,14 @@ def schema(output: str | None) -> None:
         click.echo(text, nl=False)
 
 
-from rollouts.families.commands import prepare  # noqa: E402
-
-cli.add_command(prepare)
-
-
-from rollouts.formats.commands import tasks_group  # noqa: E402
-from rollouts.report.commands import compare, report  # noqa: E402
-
-cli.add_command(tasks_group)
-
-cli.add_command(compare)
-cli.add_command(report)
+# Command groups kept in their own modules, imported only when invoked (or listed by --help):
+# their imports (task generators, report rendering, format adapters) stay off `run`'s start-up.
+_LAZY_COMMANDS = {
+    "prepare": "rollouts.families.commands:prepare",
+    "tasks": "rollouts.formats.commands:tasks_group",
+    "compare": "rollouts.report.commands:compare",
+    "report": "rollouts.report.commands:report",
+}
 
 
 @cli.command()

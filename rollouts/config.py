@@ -394,7 +394,7 @@ def _expand_entries(doc: BenchmarkFile, path: Path, defaults: dict, expansions: 
         if d.path is not None:
             if d.dataset is not None:
                 raise ConfigError("'dataset' needs 'registry'", file=str(path), field=f"{where}.dataset")
-            root = Path(d.path)
+            root = Path(d.path).expanduser()
             if not root.is_dir():
                 raise ConfigError(f"dataset directory not found: {root}", file=str(path), field=f"{where}.path")
             exp = expand_dir(root, d.include, d.exclude, d.n_tasks, d.seed)
@@ -403,7 +403,8 @@ def _expand_entries(doc: BenchmarkFile, path: Path, defaults: dict, expansions: 
             if not d.dataset:
                 raise ConfigError("required key is missing (name@version)", file=str(path), field=f"{where}.dataset")
             assert d.registry is not None
-            exp = expand_registry(d.registry, d.dataset, Path.cwd(), d.include, d.exclude, d.n_tasks, d.seed)
+            reg = d.registry if d.registry.startswith(("http://", "https://")) else str(Path(d.registry).expanduser())
+            exp = expand_registry(reg, d.dataset, Path.cwd(), d.include, d.exclude, d.n_tasks, d.seed)
             shown = f"{d.dataset} from {d.registry}"
         if not exp.tasks:
             raise ConfigError(f"selects no task ({exp.total} found, {exp.matched} after include/exclude)",

@@ -24,7 +24,6 @@ import json
 import random
 import shutil
 import tempfile
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +100,8 @@ def read_registry(ref: str, base: Path) -> list[dict]:
     """A Harbor ``registry.json`` from a path (relative to ``base``) or an http(s) URL."""
     if ref.startswith(("http://", "https://")):
         try:
+            import urllib.request  # lazy: http.client + ssl cost every command ~40 ms otherwise
+
             with urllib.request.urlopen(ref, timeout=60) as r:  # noqa: S310 - user-given registry URL
                 data = r.read(MAX_REGISTRY_BYTES + 1)
         except OSError as e:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rollouts import task_runtime
 from rollouts.agents import AgentContext, AgentResult, get_agent
 from rollouts.config import TaskEntry
 from rollouts.errors import ModelError, SandboxError
@@ -36,7 +37,6 @@ from rollouts.sandbox.base import (
     SandboxSpec,
 )
 from rollouts.store import RunRecord, Usage, atomic_write, now_iso
-from rollouts.workspace import collect_artifacts, setup_workspace
 
 
 @dataclass
@@ -137,6 +137,7 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
         memory_mb=res.memory_mb,
         pids=res.pids,
         network=task.meta.network if network is None else network,
+        env=dict(task.meta.environment.env),
         lifetime_sec=task.meta.timeouts.setup_sec + agent_timeout + 180
         + (task.meta.timeouts.verifier_sec if task.meta.tests.mode == "shared" else 0),
         volumes=volumes,
@@ -158,7 +159,7 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
                 lambda gsb: _track(env, f"{rec.run_id}:verifier", gsb), agent_timeout + 60,
             )
         t0 = time.monotonic()
-        base = setup_workspace(sb, task, workdir, timeout=task.meta.timeouts.setup_sec)
+        base = task_runtime.prepare(sb, task, workdir, timeout=task.meta.timeouts.setup_sec)
         phase("setup", t0)
         rec.launch_rc = 0
         t0 = time.monotonic()
@@ -184,8 +185,8 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
             endpoint = None
             rec.usage, budget_hit = g.usage, g.limit_hit
         t0 = time.monotonic()
-        diff = collect_artifacts(sb, workdir, base, run_dir / "artifacts", redact(result.notes, env.secrets),
-                                 secrets=env.secrets)
+        diff = task_runtime.collect(sb, task, workdir, base, run_dir / "artifacts",
+                                    redact(result.notes, env.secrets), env.secrets)
         phase("collect", t0)
         agent_status = {"timeout": "agent_timeout", "error": "error"}.get(result.status, "completed")
         if budget_hit:  # the gateway refused a request over the run's budget: a failure, not graded
@@ -228,6 +229,8 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
     rec.metrics = out.metrics
     if out.status == "error":
         rec.status, rec.error_kind, rec.error = "error", out.error_kind, out.error
+        if out.error_kind == "verifier":
+            rec.error = task_runtime.explain_verifier_error(task, run_dir, out.error)
     elif out.status == "verifier_timeout":
         rec.status = "verifier_timeout"
     else:

@@ -167,6 +167,7 @@ class Runner:
                 agent=e.agent, model=e.model, rollouts=e.rollouts, backend=e.backend,
                 agent_options=e.agent_options,
                 environment_variables={k: redact(v, self.secrets) for k, v in e.environment_variables.items()},
+                task_format=e.task.format, task_source=e.task.source, images=_images_used(e.task),
             ))
             for r in range(e.rollouts):
                 run_id = f"{rid}-{i}"
@@ -180,7 +181,7 @@ class Runner:
             config=str(c.path), config_digest=c.digest, name=c.name, created_at=rid, rollout_id=rid,
             started_at=now_iso(), tool_version=__version__, git_revision=git_revision(Path.cwd()) or git_revision(c.path.parent),
             host=socket.gethostname(), pid=os.getpid(), parallel=c.parallel, max_retries=c.max_retries,
-            tasks=tasks, results=results,
+            tasks=tasks, results=results, skipped=[s.model_dump() for s in c.skipped],
         )
         self.manifest = m
         self._save(force=True)
@@ -403,3 +404,12 @@ class Runner:
                 self.store.write_task_result(self.manifest, rec)
             return True
 
+
+def _images_used(task) -> dict[str, str]:
+    """The ``[images]`` mapping as applied to ``task``'s base images (image → local image)."""
+    from rollouts.images import base_images_of, mapped_image
+
+    if not task.image_map:
+        return {}
+    return {ref: mapped_image(ref, task.image_map) for ref in base_images_of(task)
+            if mapped_image(ref, task.image_map) != ref}

@@ -134,6 +134,18 @@ class ManifestTask(BaseModel):
     backend: str
     agent_options: dict[str, Any] = Field(default_factory=dict)
     environment_variables: dict[str, str] = Field(default_factory=dict)
+    task_format: str | None = None  # tb_meta | harbor | terminal_bench (rollouts.formats)
+    task_source: dict[str, str] | None = None  # registry tasks: git_url, git_commit_id, path
+    images: dict[str, str] = Field(default_factory=dict)  # [images] mapping applied to this task's bases
+
+
+class SkippedTaskRecord(BaseModel):
+    """A task the config named that this harness cannot run (``run --skip-unsupported``)."""
+
+    where: str
+    task_dir: str
+    task_name: str
+    reasons: list[str]
 
 
 class Manifest(BaseModel):
@@ -157,6 +169,7 @@ class Manifest(BaseModel):
     tasks: list[ManifestTask]
     results: list[RunRecord]
     resumes: list[dict[str, Any]] = Field(default_factory=list)  # {at, pid, reran: [run ids]}
+    skipped: list[SkippedTaskRecord] = Field(default_factory=list)  # unsupported tasks left out
     # run's quick-run flags (rollouts.selection.Selection.as_record()); None = the config as written
     selection: dict[str, Any] | None = None
 

@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rollouts.errors import ConfigError
 from rollouts.taskio import (  # re-exported: config.py and older callers import them from here
@@ -260,8 +260,7 @@ class Task(BaseModel):
     ``digest``: sha256 of every file in the dir (+ applied overrides); ``format``: the registry key
     of the format that read it; ``unsupported``: reasons this harness cannot run it, each naming
     the key (empty = runnable); ``notes``: how keys were mapped (shown by ``tasks show``);
-    ``overlay``: files the format adds to the task's view (task-relative path → bytes, e.g. a
-    Terminal-Bench ``run-tests.sh`` placed under ``tests/``), see :meth:`view_dir`;
+    ``origin``: the directory as given when ``dir`` is a rearranged copy (:func:`materialize`);
     ``image_map`` / ``pull_images``: the config's ``[images]`` mapping and whether the engine may
     pull (set by ``load_config``); ``source``: where a
     registry task came from (git_url, git_commit_id, path).
@@ -276,11 +275,10 @@ class Task(BaseModel):
     format: str = "tb_meta"
     unsupported: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
-    overlay: dict[str, bytes] = Field(default_factory=dict)
+    origin: Path | None = None
     image_map: dict[str, str] = Field(default_factory=dict)
     pull_images: bool = False
     source: dict[str, str] | None = None
-    _view: Path | None = PrivateAttr(default=None)
 
     @property
     def name(self) -> str:
@@ -291,39 +289,43 @@ class Task(BaseModel):
         return not self.unsupported
 
     def path(self, rel: str | None) -> Path | None:
-        return None if rel is None else self.view_dir() / rel
+        return None if rel is None else self.dir / rel
 
-    def view_dir(self) -> Path:
-        """The task dir as the harness sees it: ``dir`` itself, or (with an ``overlay``) a copy
-        with the overlay files added, made once per content digest under the cache
-        (``$XDG_CACHE_HOME/rollouts/views/<digest>``). Raises ConfigError if it cannot be written."""
-        if not self.overlay:
-            return self.dir
-        if self._view is not None:
-            return self._view
-        dest = cache_root() / "views" / self.digest
-        if not (dest / ".complete").is_file():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".view-", dir=dest.parent))
-            try:
-                shutil.copytree(self.dir, tmp, symlinks=True, dirs_exist_ok=True)
-                for rel, data in self.overlay.items():
-                    p = tmp / rel
-                    p.parent.mkdir(parents=True, exist_ok=True)
-                    if p.is_symlink():
-                        p.unlink()
-                    p.write_bytes(data)
-                    p.chmod(0o755 if rel.endswith(".sh") else 0o644)
-                (tmp / ".complete").write_text(self.digest)
-                try:
-                    tmp.rename(dest)
-                except OSError:  # another process made it first
-                    shutil.rmtree(tmp, ignore_errors=True)
-            except OSError as e:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise ConfigError(f"cannot prepare the task view: {e}", file=str(self.dir)) from None
-        self._view = dest
+
+def materialize(src: Path, overlay: dict[str, bytes], digest: str) -> Path:
+    """A copy of the task dir ``src`` with the ``overlay`` files (task-relative path → bytes) added,
+    made once per content (digest + overlay) under ``$XDG_CACHE_HOME/rollouts/views/<key>``, reused.
+    Formats whose files need rearranging (Terminal-Bench's ``run-tests.sh`` into ``tests/``) give
+    the Task this directory, so every consumer sees one layout. ConfigError if it cannot be written."""
+    h = hashlib.sha256(digest.encode())
+    for rel in sorted(overlay):
+        h.update(b"\0" + rel.encode() + b"\0" + hashlib.sha256(overlay[rel]).digest())
+    dest = cache_root() / "views" / h.hexdigest()[:32]
+    if (dest / ".rollouts-view").is_file():
         return dest
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".view-", dir=dest.parent))
+    except OSError as e:
+        raise ConfigError(f"cannot prepare the task view under {dest.parent}: {e.strerror}", file=str(src)) from None
+    try:
+        shutil.copytree(src, tmp, symlinks=True, dirs_exist_ok=True)
+        for rel, data in overlay.items():
+            p = tmp / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if p.is_symlink():
+                p.unlink()
+            p.write_bytes(data)
+            p.chmod(0o755 if rel.endswith(".sh") else 0o644)
+        (tmp / ".rollouts-view").write_text(digest + "\n")
+        try:
+            tmp.rename(dest)
+        except OSError:  # made meanwhile by another process
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ConfigError(f"cannot prepare the task view: {e}", file=str(src)) from None
+    return dest
 
 
 def cache_root() -> Path:
@@ -371,23 +373,12 @@ def load_task(task_dir: Path, overrides: Path | None = None) -> Task:
     return detect_format(task_dir).load(task_dir, overrides)
 
 
-def overrides_digest_extra(over: dict) -> bytes:
-    """Bytes mixed into the task digest for applied overrides (stable key order)."""
-    import json
-
-    return json.dumps(over, sort_keys=True).encode()
-
-
 def json_schema() -> dict:
     """The JSON Schema of ``tb_meta.json`` (draft 2020-12, from the pydantic model)."""
     schema = TaskMeta.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "tb_meta.json (rollouts prepared task, schema_version 1)"
     return schema
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 __all__ = [

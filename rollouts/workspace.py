@@ -56,7 +56,12 @@ def setup_workspace(sandbox: Sandbox, task, workdir: str, timeout: float = 120) 
     """Copy the task's workspace into ``workdir`` and commit it; returns the base commit sha.
 
     Raises SandboxError if git fails (an infrastructure problem: the base image has git).
+    A task whose state comes from the image (``environment.state = "image"``) is left as the
+    image has it (returns ""): the harness never commits into such a workdir (see
+    ``rollouts.task_runtime``).
     """
+    if task.meta.environment.state == "image":
+        return ""
     if task.meta.workspace:
         sandbox.put_dir(task.dir / task.meta.workspace, workdir)
     else:

@@ -239,6 +239,9 @@ class FakeSandbox:
         self.files: dict[str, bytes] = {}
         self.modes: dict[str, int] = {}
         self.dirs = {"/", "/tmp"}
+        snap = getattr(kwargs.get("image"), "snapshot", None)
+        if snap is not None:  # started from snapshot_filesystem(): the same files
+            self.files, self.dirs, self.modes = dict(snap[0]), set(snap[1]), dict(snap[2])
         self.running, self.attached = True, True
         self.terminate_calls = 0
         self.last_limit: float | None = None
@@ -338,6 +341,17 @@ class FakeSandbox:
     async def poll(self):
         self.check_attached()
         return None if self.running else 0
+
+    @dual
+    async def snapshot_filesystem(self, timeout=55, *, ttl=30 * 24 * 3600):
+        accepts(modal.Sandbox.snapshot_filesystem, timeout, ttl=ttl)
+        await self.fake.step("snapshot", self.fake.latency["exec"])
+        self.check_attached()
+        if not self.running:
+            raise mexc.NotFoundError("Sandbox not found")
+        image = FakeImage(self.fake, ("snapshot", self.object_id), object_id=f"im-snap-{next(self.fake.ids)}")
+        image.snapshot = (dict(self.files), set(self.dirs), dict(self.modes))
+        return image
 
     @dual
     async def detach(self):

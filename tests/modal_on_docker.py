@@ -143,6 +143,13 @@ class DockerModalSandbox:
         return None if self.c.status == "running" else 0
 
     @dual
+    async def snapshot_filesystem(self, timeout=55, *, ttl=30 * 24 * 3600):
+        accepts(modal.Sandbox.snapshot_filesystem, timeout, ttl=ttl)
+        image = await asyncio.to_thread(self._api, self.c.commit)
+        self.sdk.snapshots.append(image.id)
+        return SimpleNamespace(object_id=image.id)
+
+    @dual
     async def detach(self):
         pass
 
@@ -233,10 +240,20 @@ class DockerModal:
     def __init__(self, client, init: str = "docker"):
         self.client, self.init = client, init
         self.secret_env: dict[int, dict] = {}
+        self.snapshots: list[str] = []  # images from snapshot_filesystem(); removed by cleanup()
         self.App = SimpleNamespace(lookup=_Bound(self._lookup))
         self.Image = SimpleNamespace(from_id=lambda ref, **kw: SimpleNamespace(object_id=ref))
         self.Secret = SimpleNamespace(from_dict=self._secret)
         self.Sandbox = SimpleNamespace(create=_Bound(self._create), list=_ListFn(self), from_id=_Bound(self._from_id))
+
+    def cleanup(self) -> None:
+        """Remove the snapshot images (after the sandboxes made from them are gone)."""
+        for ref in self.snapshots:
+            try:
+                self.client.images.remove(ref, force=True)
+            except docker.errors.NotFound:
+                pass
+        self.snapshots.clear()
 
     async def _lookup(self, name, **kw):
         return SimpleNamespace(app_id="ap-docker", name=name)

@@ -89,7 +89,11 @@ def test_rewards_oracle_nop_and_local_model(rollout):
     assert model["status"] in ("completed", "agent_timeout")
     assert model["usage"]["calls"] >= 1 and model["usage"]["prompt_tokens"] > 0
     assert model["usage"]["completion_tokens"] > 0
-    traj = json.loads((Path(model["run_dir"]) / "agent" / "trajectory.json").read_text())
+    atif = json.loads((Path(model["run_dir"]) / "agent" / "trajectory.json").read_text())
+    assert atif["schema_version"].startswith("ATIF-v1.") and atif["agent"]["name"] == "shell"
+    assert [s["source"] for s in atif["steps"][:2]] == ["system", "user"]
+    assert atif["final_metrics"]["total_prompt_tokens"] == model["usage"]["prompt_tokens"]
+    traj = atif["extra"]["rollouts"]  # the shell agent's own record
     assert 1 <= len(traj["steps"]) <= 2
     patch = (Path(oracle["run_dir"]) / "artifacts" / "diff.patch").read_text()
     assert "greeting.txt" in patch and "+hello world" in patch

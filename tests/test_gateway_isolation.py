@@ -10,15 +10,22 @@ import os
 import secrets
 import socket
 import subprocess
+import sys
 import threading
 
 import pytest
 
 from rollouts.gateway import Gateway, RunLimits, UpstreamSpec
-from rollouts.gateway.network import COMMENT_PREFIX, GatewayNetwork, list_gateway_networks
+from rollouts.gateway.network import (
+    COMMENT_PREFIX,
+    GatewayNetwork,
+    list_gateway_networks,
+    remove_leftover_networks,
+)
 from rollouts.gateway.scripted import Reply, ScriptedEndpoint
 from rollouts.sandbox.base import SandboxSpec
 from rollouts.sandbox.docker import DockerSandbox
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.docker
 
@@ -201,3 +208,26 @@ def test_network_and_rules_are_labelled_and_removed(docker_client):
     assert list_gateway_networks(docker_client, rid) == []
     rules = subprocess.run(["iptables", "-S", "INPUT"], capture_output=True, text=True).stdout
     assert COMMENT_PREFIX + net.bridge not in rules
+
+
+def test_clean_removes_networks_and_rules_of_a_killed_harness(docker_client, run_cli):
+    """A harness killed without cleanup (os._exit) leaves its network and host rules; ``clean``
+    removes both (the owner pid is dead)."""
+    rid = f"test-killed-{secrets.token_hex(3)}"
+    code = ("import os, docker; from rollouts.gateway.network import GatewayNetwork\n"
+            f"n = GatewayNetwork(docker.from_env(), {rid!r}); n.create(); n.restrict_to(45679)\n"
+            "print(n.bridge, flush=True); os._exit(9)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    bridge = r.stdout.strip()
+    assert r.returncode == 9 and bridge.startswith("rlt"), r.stderr
+    assert [n["bridge"] for n in list_gateway_networks(docker_client, rid)] == [bridge]
+    assert COMMENT_PREFIX + bridge in subprocess.run(["iptables", "-S", "INPUT"], capture_output=True, text=True).stdout
+    out = run_cli("clean", "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert "would remove gateway network rollouts-gw-" + rid in out.stdout
+    assert [n["bridge"] for n in list_gateway_networks(docker_client, rid)] == [bridge]
+    gone = remove_leftover_networks(docker_client)  # what `clean` does without --dry-run
+    assert rid in [n["labels"]["rollouts.rollout_id"] for n in gone]
+    assert list_gateway_networks(docker_client, rid) == []
+    assert COMMENT_PREFIX + bridge not in subprocess.run(["iptables", "-S", "INPUT"], capture_output=True, text=True).stdout

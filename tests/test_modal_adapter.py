@@ -290,6 +290,25 @@ def test_capacity_wait_is_not_multiplied_by_retries(fake):
     assert time.monotonic() - t0 < 5
 
 
+def test_restart_processes_is_a_new_sandbox_on_the_same_filesystem(fake):
+    """Strict shared-mode grading (rollouts.grading.stop) needs every process ended and the files
+    kept: Modal has no restart, so snapshot_filesystem() + a new sandbox + the old one terminated."""
+    backend = make_backend(fake)
+    sb = backend.create(spec(lifetime_sec=600))
+    sb.start()
+    sb.put_file("/workspace/out.txt", b"agent work", mode=0o755)
+    old = sb.sb
+    sb.restart_processes()
+    assert sb.sb is not old and not old.running and not old.attached
+    assert sb.get_file("/workspace/out.txt") == b"agent work" and sb.sb.modes["/workspace/out.txt"] == 0o755
+    creates = [c[2] for c in fake.calls if c[0] == "create"]
+    assert creates[1]["image"].recipe == ("snapshot", old.object_id)
+    assert creates[1]["tags"] == creates[0]["tags"] and creates[1]["timeout"] <= creates[0]["timeout"]
+    assert [s.object_id for s in fake.running()] == [sb.id]
+    sb.stop()
+    assert fake.running() == []
+
+
 # ----------------------------------------------------------------------------------- files
 def test_put_get_file_round_trip(started):
     data = bytes(range(256)) * 100
@@ -619,13 +638,18 @@ PATCH = (
 
 def pipeline_handler(sb, argv, cwd, env, user):
     """What the shell_hello_file pipeline's commands print in a real sandbox (oracle agent)."""
+    import base64
+
     cmd = " ".join(argv)
     if "rollouts: base" in cmd and "git rev-parse HEAD" in cmd:
         return 0, f"{BASE_SHA}\n".encode(), b""
-    if "git diff --cached --binary" in cmd:
-        sb.files["/tmp/rollouts_diff.patch"] = PATCH
-        stats = f"rc=0\n1\t0\tgreeting.txt\n--status--\nA  greeting.txt\n--branch--\nmain\n{BASE_SHA}\n"
-        return 0, stats.encode(), b""
+    if "git diff --cached --binary" in cmd and "NONCE" in cmd:  # workspace._COLLECT: the diff on stdout
+        sep = env["SEP"]
+        out = (f"{base64.b64encode(PATCH).decode()}\n{sep}\n1\t0\tgreeting.txt\n{sep}\nref: refs/heads/main\n"
+               f"{sep}\n{env['NONCE']}\n")  # fmt: skip
+        return 0, out.encode(), b""
+    if "echo rollouts-prep-ok" in cmd:  # grading/prepare.py: apply, guard, install the tests
+        return 0, b"rollouts-prep-ok\n", b""
     if "/tests/test.sh" in cmd:
         sb.files["/logs/verifier/reward.json"] = b'{"reward": 1.0, "tests_passed": 2, "tests_total": 2}\n'
         return 0, b"2 passed\n", b""

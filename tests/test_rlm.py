@@ -22,6 +22,7 @@ import pytest
 
 from rollouts.agents import AgentContext, get_agent
 from rollouts.agents.rlm import parse_final
+from rollouts.atif_agents import native_of  # the agent's record inside its ATIF trajectory
 from rollouts.families import QATask, write_task
 from rollouts.llm.client import ModelClient
 from rollouts.task import load_task
@@ -162,7 +163,7 @@ def run_agent(name, sandbox, task, client, tmp_path, budget_sec=300, **options):
         client=client,
     )
     result = get_agent(name).run(ctx)
-    traj = json.loads((tmp_path / "run" / "agent" / "trajectory.json").read_text())
+    traj = native_of(json.loads((tmp_path / "run" / "agent" / "trajectory.json").read_text()))
     try:
         answer = sandbox.get_file("/workspace/answer.txt").decode()
     except FileNotFoundError:
@@ -331,7 +332,7 @@ def test_rlm_on_the_local_model(sandbox, task, tmp_path):
             options={"max_iterations": 2, "max_reply_tokens": 160, "sub_max_tokens": 32},
         )
         result = get_agent("rlm").run(ctx)
-    traj = json.loads(Path(tmp_path / "run" / "agent" / "trajectory.json").read_text())
+    traj = native_of(json.loads(Path(tmp_path / "run" / "agent" / "trajectory.json").read_text()))
     print(json.dumps(traj["root"], indent=1)[:3000])
     assert result.status in ("completed", "limit")
     assert traj["root"]["iterations"] and client.usage.calls >= 2

@@ -76,6 +76,8 @@ def box(request):
     yield SimpleNamespace(kind=kind, backend=backend, make=make, rollout_id=rid)
     for sb in made:
         sb.stop()
+    if isinstance(getattr(backend, "_sdk", None), DockerModal):
+        backend.sdk.cleanup()
     assert eventually(lambda: backend.list_leftovers(rid) == []), f"sandboxes of {rid} left behind"
 
 
@@ -203,21 +205,33 @@ def test_put_get_dir_round_trip(sb, tmp_path):
         sb.get_dir("/w/missing", tmp_path / "none")
 
 
-def test_shared_mode_stop_step_keeps_the_sandbox(request, box, sb):
-    """Shared-mode grading stops every process the agent left before the tests go in; the sandbox
-    itself must survive, whatever PID 1 and its children are (Modal: dumb-init, then ``sh -c``)."""
-    from rollouts.lifecycle import KILL_AGENT_PROCESSES
+@pytest.mark.parametrize("policy", ["strict", "keep-services"])
+def test_shared_mode_stop_step_keeps_the_sandbox(box, sb, policy):
+    """Shared-mode grading stops the agent's processes before the tests go in (grading/stop.py),
+    whatever PID 1 and its children are (Modal: dumb-init, then ``sh -c``): the sandbox and its
+    files survive. strict: every process ends (Modal: a new sandbox from a filesystem snapshot);
+    keep-services: the trees of the agent's exec sessions end, detached services stay."""
+    import threading
 
-    if box.kind == "modal-dumb-init":
-        request.applymarker(pytest.mark.xfail(strict=True, raises=SandboxError, reason=(
-            "lifecycle.KILL_AGENT_PROCESSES spares 'the oldest child of PID 1' and kills that shell's "
-            "child, ending the sandbox (issue 13); grading's stop.py (the agent's own process group) replaces it")))  # fmt: skip
+    from rollouts.grading.stop import stop_agent
+
+    sb.exec("mkdir -p /w && echo work > /w/f.txt")
     sb.exec("(nohup sleep 1000 >/dev/null 2>&1 &); (setsid sleep 1001 >/dev/null 2>&1 &)", timeout=10)
-    assert "sleep 100" in sb.exec("ps -eo args").stdout
-    r = sb.exec(KILL_AGENT_PROCESSES, timeout=30)
-    assert r.exit_code == 0, r.output
-    assert "sleep 100" not in sb.exec("ps -eo args").stdout
-    assert sb.exec("echo alive").stdout == "alive\n"
+    attached = threading.Thread(target=lambda: sb.exec("sleep 1002", timeout=120), daemon=True)
+    attached.start()  # an exec session still running when the stop comes
+    t0 = time.monotonic()
+    while "sleep 1002" not in sb.exec("ps -eo args").stdout:
+        assert time.monotonic() - t0 < 30
+        time.sleep(0.2)
+    stop_agent(sb, policy)
+    ps = sb.exec("ps -eo args").stdout
+    assert "sleep 1002" not in ps, ps
+    if policy == "strict":
+        assert "sleep 100" not in ps, ps
+    else:
+        assert "sleep 1000" in ps and "sleep 1001" in ps, ps  # detached services keep running
+    assert sb.exec("cat /w/f.txt").stdout == "work\n"
+    attached.join(timeout=60)
 
 
 def test_stop_twice_and_use_after_stop(sb):

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
+from rollouts import atif_agents
 from rollouts.agents.base import Agent, AgentContext, AgentOptions, AgentResult
 from rollouts.errors import ModelError, SandboxError
 from rollouts.families import ANSWER_FILE, CONTEXT_FILE, token_counter, truncate_middle
-from rollouts.store import atomic_write_json, now_iso
+from rollouts.store import now_iso
 
 SYSTEM = "You are a careful assistant. Answer from the given text only, as briefly as possible."
 LOCAL_WINDOW = 8192
@@ -129,7 +130,7 @@ class LLMAgent(Agent):
             left = ctx.remaining()
             if left <= 1:
                 traj["status"] = "timeout"
-                atomic_write_json(path, traj)
+                atif_agents.save("llm", path, traj)
                 return AgentResult(
                     "timeout", notes="# Agent notes\n\nWall-time limit reached before the call.\n"
                 )
@@ -153,7 +154,7 @@ class LLMAgent(Agent):
             except ModelError as e:
                 if not is_context_overflow(e) or attempt == 3:
                     traj.update(status="error", error=str(e))
-                    atomic_write_json(path, traj)
+                    atif_agents.save("llm", path, traj)
                     raise
                 traj["attempts"].append(
                     {"attempt": attempt, "budget_tokens": budget, "ok": False, "error": str(e)[:500]}
@@ -175,7 +176,7 @@ class LLMAgent(Agent):
             usage=ctx.client.usage.to_dict(),
             finished_at=now_iso(),
         )
-        atomic_write_json(path, traj)
+        atif_agents.save("llm", path, traj)
         cut = (
             f"context truncated {t['context_tokens']} → {t['kept_tokens']} tokens ({t['tokenizer']})"
             if t["truncated"]

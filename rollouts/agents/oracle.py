@@ -26,7 +26,8 @@ class OracleAgent(Agent):
         script = f"{SOLUTION_DIR}/{src.name}"
         r = ctx.sandbox.exec(
             f"bash {shlex.quote(script)}; rc=$?; rm -rf {SOLUTION_DIR}; exit $rc",
-            timeout=max(1.0, ctx.remaining()), cwd=ctx.workdir, env=ctx.env,
+            timeout=max(1.0, ctx.remaining()), cwd=ctx.workdir,
+            env={**ctx.env, **ctx.task.meta.solution_env},  # [solution] env (Harbor)
         )
         ctx.log(f"$ bash {script}\n{r.output}")
         if r.timed_out:  # killed before its own clean-up

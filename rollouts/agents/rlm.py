@@ -45,6 +45,7 @@ from typing import Any
 
 from pydantic import Field
 
+from rollouts import atif_agents
 from rollouts.agents.base import Agent, AgentContext, AgentOptions, AgentResult
 from rollouts.agents.llm import default_window, is_context_overflow, task_io
 from rollouts.agents.rlm_channel import (
@@ -62,7 +63,7 @@ from rollouts.agents.rlm_channel import (
 from rollouts.errors import ModelError
 from rollouts.families import token_counter, truncate_middle
 from rollouts.llm.client import Usage
-from rollouts.store import atomic_write_json, now_iso
+from rollouts.store import now_iso
 
 
 class RLMOptions(AgentOptions):
@@ -138,7 +139,7 @@ class _Run:
             usage=self.ctx.client.usage.to_dict(),
             usage_by_depth={str(k): v for k, v in sorted(self.by_depth.items())},
         )
-        atomic_write_json(self.ctx.run_dir / "agent" / "trajectory.json", self.traj)
+        atif_agents.save("rlm", self.ctx.run_dir / "agent" / "trajectory.json", self.traj)
 
     def chat(self, messages: list[dict], depth: int, sub: bool, max_tokens: int):
         """One model call at ``depth`` (the sub-model when ``sub``), counted and rolled up."""

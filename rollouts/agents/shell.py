@@ -16,8 +16,9 @@ import time
 
 from pydantic import Field
 
+from rollouts import atif_agents
 from rollouts.agents.base import Agent, AgentContext, AgentOptions, AgentResult
-from rollouts.store import atomic_write_json, now_iso
+from rollouts.store import now_iso
 
 SENTINEL = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
 _BLOCK = re.compile(r"```(?:bash|sh|shell)?[ \t]*\n(.*?)```", re.DOTALL)
@@ -101,7 +102,7 @@ class ShellAgent(Agent):
         def save(status: str) -> None:
             traj["status"] = status
             traj["usage"] = ctx.client.usage.to_dict()
-            atomic_write_json(traj_path, traj)
+            atif_agents.save("shell", traj_path, traj)
 
         last_text = ""
         for step in range(1, max_steps + 1):

@@ -33,7 +33,7 @@ def describe(task: Task) -> list[tuple[str, str]]:
     rows = [
         ("name", task.name),
         ("format", task.format),
-        ("directory", str(task.dir)),
+        ("directory", str(task.origin or task.dir) + (f" (read as {task.dir})" if task.origin else "")),
         ("digest", task.digest[:16]),
         ("image", image),
         ("build timeout", f"{env.build_timeout_sec:g} s"),
@@ -72,9 +72,8 @@ def convert(task: Task, out: Path) -> Path:
         raise ConfigError("cannot convert an unsupported task: " + "; ".join(task.unsupported), file=str(task.dir))
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError("output exists and is not an empty directory", file=str(out))
-    src = task.view_dir()
-    shutil.copytree(src, out, symlinks=True, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns(".complete", META_FILE))
+    shutil.copytree(task.dir, out, symlinks=True, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(".rollouts-view", META_FILE))
     (out / "instruction.md").write_text(task.instruction)
     meta = task.meta.model_copy(update={"instruction": "instruction.md"})
     data = meta.model_dump(mode="json", exclude_defaults=False)

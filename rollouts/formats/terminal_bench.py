@@ -25,7 +25,7 @@ import yaml
 from rollouts.errors import ConfigError
 from rollouts.formats.harbor import dockerfile_workdir
 from rollouts.formats.tb_meta import apply_overrides, validate_meta
-from rollouts.task import Task
+from rollouts.task import Task, materialize
 from rollouts.taskio import check_symlinks, dir_digest, read_bytes_checked, resolve_path
 
 TASK_FILE = "task.yaml"
@@ -64,6 +64,14 @@ fi
 echo "$reward" > /logs/verifier/reward.txt
 exit "$rc"
 """
+
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser: ~10× faster than pure Python
+
+
+def _yaml(text: str):
+    """``yaml.safe_load`` semantics (SafeLoader's constructors), libyaml's parser when present."""
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a SafeLoader subclass
 
 
 def solution_yaml_script(steps: Any, path: Path) -> str:
@@ -167,7 +175,7 @@ class TerminalBenchFormat:
         task_dir = Path(task_dir)
         path = task_dir / TASK_FILE
         try:
-            cfg = yaml.safe_load(read_bytes_checked(path, "task.yaml").decode("utf-8"))
+            cfg = _yaml(read_bytes_checked(path, "task.yaml").decode("utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise ConfigError(f"invalid YAML: {e}", file=str(path)) from None
         if not isinstance(cfg, dict):
@@ -183,7 +191,7 @@ class TerminalBenchFormat:
         if compose is None:
             raise ConfigError("missing docker-compose.yaml", file=str(task_dir))
         try:
-            cdoc = yaml.safe_load(read_bytes_checked(compose, "compose file").decode("utf-8"))
+            cdoc = _yaml(read_bytes_checked(compose, "compose file").decode("utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise ConfigError(f"invalid YAML: {e}", file=str(compose)) from None
         env, more, notes = collapse_compose(cdoc, task_dir)
@@ -202,7 +210,7 @@ class TerminalBenchFormat:
         elif (task_dir / "solution.yaml").is_file():
             sy = task_dir / "solution.yaml"
             try:
-                steps = yaml.safe_load(read_bytes_checked(sy, "solution.yaml").decode("utf-8"))
+                steps = _yaml(read_bytes_checked(sy, "solution.yaml").decode("utf-8"))
             except (yaml.YAMLError, UnicodeDecodeError) as e:
                 raise ConfigError(f"invalid YAML: {e}", file=str(sy)) from None
             overlay["solution/solve.sh"] = solution_yaml_script(steps, sy).encode()
@@ -244,8 +252,8 @@ class TerminalBenchFormat:
         except OSError as e:
             raise ConfigError(f"cannot read {e.filename}: {e.strerror}", file=str(task_dir)) from None
         notes.append("network on (Terminal-Bench 1 containers had the network)")
-        return Task(dir=task_dir, meta=meta, instruction=instruction, digest=digest, format=self.name,
-                    unsupported=problems, notes=notes, overlay=overlay)
+        return Task(dir=materialize(task_dir, overlay, digest), origin=task_dir, meta=meta, instruction=instruction,
+                    digest=digest, format=self.name, unsupported=problems, notes=notes)
 
 
 FORMAT = TerminalBenchFormat()

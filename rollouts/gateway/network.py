@@ -168,9 +168,24 @@ def list_gateway_networks(client: docker.DockerClient, rollout_id: str | None = 
             for n in client.api.networks(filters=filters)]
 
 
-def remove_leftover_networks(client: docker.DockerClient, is_dead, dry_run: bool = False) -> list[dict]:
-    """Remove gateway networks whose owner ``is_dead(labels)`` says is gone, and every
-    ``rollouts-gw:`` host rule whose bridge no longer exists. Returns the networks removed."""
+def owner_gone(labels: dict, all_hosts: bool = False) -> bool:
+    """Whether the harness that labelled a network is gone: on this host, its pid is not alive;
+    from another host, only with ``all_hosts`` (as ``clean`` treats sandboxes)."""
+    from rollouts.runner import pid_alive
+
+    if labels.get(LABEL_HOST, socket.gethostname()) != socket.gethostname():
+        return all_hosts
+    try:
+        pid = int(labels.get(LABEL_PID, "0"))
+    except ValueError:
+        pid = 0
+    return not (pid and pid_alive(pid))
+
+
+def remove_leftover_networks(client: docker.DockerClient, is_dead=owner_gone, dry_run: bool = False) -> list[dict]:
+    """Remove gateway networks whose owner ``is_dead(labels)`` says is gone (default: its
+    harness process has ended), and every ``rollouts-gw:`` host rule whose bridge no longer
+    exists. Returns the networks (dicts of :func:`list_gateway_networks`) removed."""
     gone = [n for n in list_gateway_networks(client) if is_dead(n["labels"])]
     if not dry_run:
         for n in gone:

@@ -83,6 +83,8 @@ def render_markdown(summary: dict[str, Any], max_rows: int = DEFAULT_MAX_ROWS) -
         f"Runs: {s['total_runs']} ({counts}). Infrastructure errors: {infra} (excluded from every score; "
         "timeouts count as failures).",
     ]
+    if s.get("skipped_line"):
+        out += ["", f"> **Unsupported tasks:** {esc(s['skipped_line'])}"]
     if s["status"] != "completed":
         out += ["", f"> **Warning:** the rollout is `{s['status']}`; scores cover the finished runs only."]
     if s.get("incomplete"):

@@ -284,7 +284,21 @@ def summarize(m: Manifest) -> dict[str, Any]:
         "metric_names": sorted({k for r in rows for k in r.metrics}),
         "rows": [{f: getattr(r, f) for f in _ROW_FIELDS} for r in rows],  # shallow: fresh dicts
         "overall": _overall(rows, used),
+        "skipped": [sk.model_dump() for sk in getattr(m, "skipped", [])],
+        "skipped_line": skipped_line(m),
     }
+
+
+def skipped_line(m: Manifest) -> str | None:
+    """``ran 85 of 89 tasks; 4 unsupported: a (reason), …`` when the rollout left unsupported tasks
+    out (``run --skip-unsupported``); None otherwise. Never silently dropped: every summary shows it."""
+    skipped = getattr(m, "skipped", [])
+    if not skipped:
+        return None
+    ran = len({t.task_dir for t in m.tasks})
+    unique = list({sk.task_dir: sk for sk in skipped}.values())  # one task may be named by several entries
+    parts = [f"{sk.task_name} ({sk.reasons[0]}{' …' if len(sk.reasons) > 1 else ''})" for sk in unique]
+    return f"ran {ran} of {ran + len(unique)} tasks; {len(unique)} unsupported: " + "; ".join(parts)
 
 
 def listing_line(benchmark: str, m: Manifest) -> str:

@@ -175,6 +175,8 @@ def render_table(summary: dict[str, Any], console, *, show_all: bool = False) ->
         f"runs: {summary['total_runs']} ({counts}); infra errors and cancelled runs are not scored",
         markup=False,
     )
+    if summary.get("skipped_line"):
+        console.print(summary["skipped_line"], markup=False)
     if summary.get("incomplete"):
         from rich.text import Text
 

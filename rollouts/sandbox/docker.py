@@ -42,13 +42,18 @@ from rollouts.sandbox.base import (
 _TRANSPORT_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, ConnectionError, socket.error)
 
 
+MAX_POOL_SIZE = 64  # HTTP connections kept per client: every run in progress streams an exec at once
+
+
 def docker_client(timeout: int = 120) -> docker.DockerClient:
     """A docker-py client from the environment (``DOCKER_HOST`` etc.), pinged.
 
+    Its connection pool keeps MAX_POOL_SIZE connections (docker-py's default, 10, is below what
+    parallel runs use at once: each run streams an exec, a grading sandbox starts alongside).
     Raises EnvironmentNotReady (exit 3) if the daemon cannot be reached.
     """
     try:
-        client = docker.from_env(timeout=timeout)
+        client = docker.from_env(timeout=timeout, max_pool_size=MAX_POOL_SIZE)
         client.ping()
         return client
     except Exception as e:  # docker raises a zoo of types here
@@ -94,6 +99,7 @@ class DockerSandbox(Sandbox):
         self._stopped = False
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
+        self.on_missing_image = lambda ref: None
 
     @property
     def id(self) -> str | None:
@@ -130,6 +136,7 @@ class DockerSandbox(Sandbox):
                 volumes={name: {"bind": path, "mode": "ro"} for name, path in s.volumes},
             )
         except docker.errors.ImageNotFound as e:
+            self.on_missing_image(s.image)  # removed meanwhile: the retry looks it up (or builds) again
             raise SandboxError(f"image not found: {s.image} ({e.explanation})") from None
         except _TRANSPORT_ERRORS as e:
             self._cleanup_by_name()
@@ -365,6 +372,8 @@ class DockerBackend(SandboxBackend):
 
     def __init__(self, client: docker.DockerClient | None = None):
         self._client = client
+        self._images: dict[tuple[str, str], str] = {}  # (task dir, task digest) -> image ref
+        self._images_lock = threading.Lock()
 
     @property
     def client(self) -> docker.DockerClient:
@@ -376,12 +385,28 @@ class DockerBackend(SandboxBackend):
         _ = self.client
 
     def task_image(self, task, log=None) -> str:
+        """``rollouts.images.ensure_task_image``, looked up once per task content in this process
+        (no image API calls and no context digest per run); forgotten if a start finds it gone."""
         from rollouts.images import ensure_task_image
 
-        return ensure_task_image(self.client, task, log=log)
+        key = (str(task.dir), task.digest)
+        with self._images_lock:
+            ref = self._images.get(key)
+        if ref is None:
+            ref = ensure_task_image(self.client, task, log=log)
+            with self._images_lock:
+                self._images[key] = ref
+        return ref
+
+    def _forget_image(self, ref: str) -> None:
+        with self._images_lock:
+            for k in [k for k, v in self._images.items() if v == ref]:
+                del self._images[k]
 
     def create(self, spec: SandboxSpec) -> Sandbox:
-        return DockerSandbox(self.client, spec)
+        sb = DockerSandbox(self.client, spec)
+        sb.on_missing_image = self._forget_image
+        return sb
 
     def prepare(self, log=None) -> None:
         """Build the base image if it is missing (mmdebstrap + docker import, ~1 min once)."""
@@ -407,6 +432,9 @@ class DockerBackend(SandboxBackend):
             self.client.containers.get(sandbox_id).remove(force=True)
         except docker.errors.NotFound:
             pass
+        except docker.errors.APIError as e:
+            if e.status_code != 409:  # 409: its removal is already in progress (auto_remove)
+                raise
 
 
 def _short(e: BaseException) -> str:

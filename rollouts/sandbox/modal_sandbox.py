@@ -151,16 +151,42 @@ class ModalSandbox(Sandbox):
                 return
             if self._stopped:
                 raise SandboxError("sandbox was stopped before it started")
-            s, b = self.spec, self.backend
-            plain, secret = split_env(s.env)
-            life = DEFAULT_LIFETIME_SEC if s.lifetime_sec is None else math.ceil(s.lifetime_sec)
-            app, image = await b.aapp(), b.image_for(s.image)
-            self.sb = await b.acreate_sandbox(
-                "sleep", "infinity", app=app, image=image, name=s.name, tags=dict(s.labels),
-                env=plain or None, secrets=b.secrets_for(secret), workdir="/",
-                timeout=max(10, min(MAX_LIFETIME_SEC, life)), **_network_kwargs(s.network),
-                cpu=(s.cpus, s.cpus), memory=(s.memory_mb, s.memory_mb),
-            )  # fmt: skip
+            self._t0 = time.monotonic()
+            self.sb = await self._create(self.backend.image_for(self.spec.image), self._lifetime())
+
+    def _lifetime(self) -> int:
+        s = self.spec
+        life = DEFAULT_LIFETIME_SEC if s.lifetime_sec is None else math.ceil(s.lifetime_sec)
+        return max(10, min(MAX_LIFETIME_SEC, life))
+
+    async def _create(self, image: Any, lifetime: int) -> Any:
+        s, b = self.spec, self.backend
+        plain, secret = split_env(s.env)
+        return await b.acreate_sandbox(
+            "sleep", "infinity", app=await b.aapp(), image=image, name=s.name, tags=dict(s.labels),
+            env=plain or None, secrets=b.secrets_for(secret), workdir="/", timeout=lifetime,
+            cpu=(s.cpus, s.cpus), memory=(s.memory_mb, s.memory_mb), **_network_kwargs(s.network),
+        )  # fmt: skip
+
+    def restart_processes(self) -> None:
+        """Every process of the sandbox ends and its main process starts again on the same
+        filesystem. Modal cannot restart a sandbox, so: ``snapshot_filesystem()`` into an image, a
+        new sandbox from it (same spec, the lifetime left), then the old one terminated. Nothing
+        that ran in the old sandbox survives (it is a different container). SandboxError on failure."""
+        aioloop.run(self.arestart_processes())
+
+    async def arestart_processes(self) -> None:
+        async with self._alock():
+            old = self._need()
+            image = await self.backend.acall("snapshot the sandbox filesystem", old.snapshot_filesystem.aio,
+                                             sandbox=old)  # fmt: skip
+            left = self._lifetime() - int(time.monotonic() - getattr(self, "_t0", time.monotonic()))
+            self.sb = await self._create(image, max(10, left))
+        try:
+            await self.backend.aretry(old.terminate.aio)
+            await old.detach.aio()
+        except Exception:  # noqa: BLE001 - its lifetime backstop and `clean` (same tags) cover it
+            pass
 
     def _need(self) -> Any:
         if self.sb is None or self._stopped:

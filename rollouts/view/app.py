@@ -102,10 +102,19 @@ class _SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(data_dir: str | Path) -> Starlette:
-    """The viewer over ``data_dir`` (the ``--data-dir`` of the CLI: holds rollouts/ and runs/)."""
+def create_app(data_dir: str | Path, min_age_sec: float | None = None) -> Starlette:
+    """The viewer over ``data_dir`` (the ``--data-dir`` of the CLI: holds rollouts/ and runs/).
+    ``min_age_sec``: overrides :data:`rollouts.view.data.Catalog.MIN_AGE_SEC` (tests: 0)."""
     cat = D.Catalog(Store(data_dir))
+    if min_age_sec is not None:
+        cat.MIN_AGE_SEC = min_age_sec
     env = make_env()
+    for name in env.list_templates():  # compiled once, at start-up
+        env.get_template(name)
+    D.warm_up()
+    import threading
+
+    threading.Thread(target=cat.warm, name="view-warm", daemon=True).start()
 
     def page(tpl: str, request: Request, /, status_code: int = 200, live: bool = False, **ctx: Any) -> HTMLResponse:
         ctx.setdefault("query", dict(request.query_params))
@@ -206,6 +215,7 @@ def create_app(data_dir: str | Path) -> Starlette:
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={D.NotFound: not_found, ConfigError: bad_data})
+    app.state.catalog = cat
     app.add_middleware(_SecurityHeaders)
     return app
 

@@ -13,6 +13,7 @@ import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,21 +56,35 @@ class RolloutInfo:
 class Catalog:
     """Cached, read-only view of a :class:`rollouts.store.Store` (thread-safe)."""
 
+    #: A manifest that changed is re-read at most this often (seconds): a running rollout rewrites
+    #: it every 0.5 s, and a 10,000-run summary costs ~0.4 s of CPU on an idle 2-core machine.
+    MIN_AGE_SEC = 2.0
+
     def __init__(self, store: Store):
         self.store = store
         self._lock = threading.Lock()
-        self._cache: dict[tuple, tuple[tuple, Any]] = {}
+        self._key_locks: dict[tuple, threading.Lock] = {}
+        self._cache: dict[tuple, tuple[tuple, float, Any]] = {}
 
     # ------------------------------------------------------------------ caching
     def _cached(self, key: tuple, version: tuple, make: Callable[[], Any]) -> Any:
+        """``make()`` once per ``version`` of ``key`` (one computation at a time per key: a second
+        request waits for the first instead of repeating it); a value younger than
+        :data:`MIN_AGE_SEC` is served even if the version moved on."""
         with self._lock:
+            klock = self._key_locks.setdefault(key, threading.Lock())
+        with klock:
             hit = self._cache.get(key)
-        if hit is not None and hit[0] == version:
-            return hit[1]
-        value = make()
-        with self._lock:
-            self._cache[key] = (version, value)
-        return value
+            if hit is not None and (hit[0] == version or time.monotonic() - hit[1] < self.MIN_AGE_SEC):
+                return hit[2]
+            value = make()
+            self._cache[key] = (version, time.monotonic(), value)
+            return value
+
+    def warm(self) -> None:
+        """Read and summarise every rollout now (the server calls this in a background thread at
+        start-up, so the first page finds them cached)."""
+        self.rollouts()
 
     def _manifest_path(self, name: str, rid: str) -> Path:
         if not NAME_RE.match(name) or not ROLLOUT_ID_RE.match(rid):
@@ -180,6 +195,17 @@ class Catalog:
         if not p.is_relative_to(base) or not p.is_file():
             raise NotFound(rel)
         return p
+
+
+def warm_up() -> None:
+    """Pay the one-time costs of the statistics at start-up, not on the first page: the summary's
+    t quantiles import ``scipy.stats`` lazily (seconds on a busy machine)."""
+    import scipy.stats  # noqa: F401
+
+    from rollouts.report.stats import clustered_mean_ci, macro_stats
+
+    macro_stats([0.25, 0.75])
+    clustered_mean_ci([0.0, 1.0, 1.0], ["a", "b", "b"])
 
 
 def live_status(m: Manifest) -> str:

@@ -62,8 +62,9 @@ def serve(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, allow
     OSError (exit 3 in the CLI) if the port is taken."""
     check_host(host, allow_remote)
     sock = bind(host, port)
+    server = make_server(data_dir, sock)  # imports and the app first: the first page is not kept waiting
     where = "local only" if is_local(host) else "REACHABLE FROM THE NETWORK (--allow-remote)"
     shown = f"[{host}]" if ":" in host else host
     say(f"[rollouts] viewer on http://{shown}:{sock.getsockname()[1]}/ ({where}; read-only view of "
         f"{Path(data_dir).resolve()}); Ctrl-C stops it")
-    make_server(data_dir, sock).run(sockets=[sock])
+    server.run(sockets=[sock])

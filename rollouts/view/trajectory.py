@@ -10,7 +10,9 @@ Formats read (``agent/trajectory.json`` unless noted):
   prompt_tokens, completion_tokens, llm_sec}``; a sub-call is an ``llm``/``rlm`` query
   ``{kind, depth, prompt, response, ...}`` or a child RLM ``{kind: "rlm", child: <node>}``;
 * ``llm`` (ours): one call over a truncated context: ``question``, ``truncation``, ``attempts[]``;
-* ATIF (Harbor RFC 0001, ``schema_version`` "ATIF-v1.x"): ``steps[]`` of ``{step_id, timestamp,
+* ATIF (Harbor RFC 0001, ``schema_version`` "ATIF-v1.x"; when its root ``extra.rollouts`` holds
+  one of our agents' native records, as ``rollouts/atif_agents.py`` writes, that record is shown:
+  it keeps exit codes, REPL cells and sub-calls that ATIF has no field for): ``steps[]`` of ``{step_id, timestamp,
   source, model_name, message, reasoning_content, tool_calls[{tool_call_id, function_name,
   arguments}], observation{results[{source_call_id, content, subagent_trajectory_ref}]},
   metrics{prompt_tokens, completion_tokens, cached_tokens, cost_usd}}`` and ``final_metrics`` —
@@ -72,6 +74,14 @@ def build(traj: Any, page: int = 1, per_page: int = PER_PAGE) -> dict[str, Any]:
     """The page model: ``{format, header[(k, v)], prompt[(role, text)], steps, total, page, pages,
     final[(k, v)], json}``."""
     fmt = detect(traj)
+    native = ((traj.get("extra") or {}).get("rollouts") if fmt == "atif" and isinstance(traj.get("extra"), dict)
+              else None)
+    if isinstance(native, dict) and detect(native) in ("shell", "rlm", "llm"):
+        # our agents' ATIF keeps their full native record under extra.rollouts (rollouts/atif_agents.py):
+        # it has what ATIF has no field for (exit codes, REPL cells, nested sub-calls), so show that
+        out = build(native, page, per_page)
+        out["format"] = f"ATIF {traj.get('schema_version')} (our {out['format']} agent's record, extra.rollouts)"
+        return out
     out: dict[str, Any] = {"format": fmt, "header": [], "prompt": [], "steps": [], "total": 0,
                            "page": 1, "pages": 1, "final": [], "json": None}
     if fmt == "json":
@@ -228,6 +238,9 @@ def _atif_step(s: dict, prev_ts: Any = None) -> dict[str, Any]:
             calls.append({"title": "observation", "command": None, "exit_code": None,
                           "output": cut(_text(r.get("content"))), "error": None, "timed_out": None, "sec": None,
                           "subcalls": []})
+    extra = s.get("extra") if isinstance(s.get("extra"), dict) else {}
+    if len(calls) == 1 and calls[0]["exit_code"] is None:  # our writers keep exit code / timeout in step extra
+        calls[0].update(exit_code=extra.get("exit_code"), timed_out=extra.get("timed_out"), sec=extra.get("exec_sec"))
     m = s.get("metrics") if isinstance(s.get("metrics"), dict) else {}
     label = f"step {s.get('step_id', '?')}" + (f" · {s['model_name']}" if s.get("model_name") else "")
     return _step(label, source=str(s.get("source") or "agent"), message=cut(_text(s.get("message"))),
