@@ -1,24 +1,32 @@
-"""Time ``summarize()`` and the markdown / HTML reports over a synthetic 10,000-run rollout.
+"""Time ``summarize``, ``compare`` and ``report`` on a synthetic 10,000-run rollout, as whole CLI
+commands (a fresh ``python -m rollouts.cli`` process each, like a user's shell), with peak RSS.
 
-Usage: ``.venv/bin/python bench/bench_summarize.py [--runs 10000] [--repeat 3]``
+Usage: ``.venv/bin/python bench/bench_summarize.py [--runs 10000] [--repeat 5]``
 
 The synthetic manifest (pydantic models from :mod:`rollouts.store`) has 250 tasks x 4 arms
 (agent x model, one with agent options) x 10 rollouts = 10,000 runs: binary rewards for most
 arms, partial credit for one, ~3% timeouts, ~1% infra errors, token usage and cost (one model
-with an unknown price), phase timings and two custom metrics. Prints best-of-N wall times in
-seconds; the target for ``summarize`` is < 1 s.
+with an unknown price), phase timings and two custom metrics. Two such rollouts (different seeds)
+are written to a temporary data dir, then each command runs ``--repeat`` times. Prints per
+command the min / median / max wall seconds and the peak RSS in MiB (``ru_maxrss`` of the child
+from ``os.wait4``); targets (issue 13): < 1 s and < 200 MiB. Also prints the in-process times of
+``summarize()`` and the renderers for reference.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from rollouts.store import Manifest, ManifestTask, RunRecord, Usage
+from rollouts.store import Manifest, ManifestTask, RunRecord, Store, Usage
 
 ARMS = [
     ("shell", "gpt-4o", {}, 0.000005, True),
@@ -28,11 +36,12 @@ ARMS = [
 ]
 
 
-def synthetic_manifest(n_runs: int = 10_000, rollouts: int = 10, seed: int = 0) -> Manifest:
+def synthetic_manifest(
+    n_runs: int = 10_000, rollouts: int = 10, seed: int = 0, rid: str = "20260101__00-00-00"
+) -> Manifest:
     """A completed manifest of about ``n_runs`` runs (tasks = n_runs / (4 arms x rollouts))."""
     rng = np.random.default_rng(seed)
     n_tasks = max(1, n_runs // (len(ARMS) * rollouts))
-    rid = "20260101__00-00-00"
     tasks, results = [], []
     difficulty = rng.beta(1.5, 1.5, n_tasks)
     for a, (agent, model, opts, price, binary) in enumerate(ARMS):
@@ -134,10 +143,39 @@ def best_of(fn, repeat: int) -> tuple[float, object]:
     return best, out
 
 
+#: Runs one command and reports on it from a small process of its own: ``ru_maxrss`` survives
+#: fork+exec, so a child forked from this (large) benchmark process would report our RSS.
+_LAUNCHER = """
+import os, subprocess, sys, time
+t0 = time.perf_counter()
+p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+_, status, ru = os.wait4(p.pid, 0)
+print(time.perf_counter() - t0, ru.ru_maxrss, ru.ru_utime + ru.ru_stime, os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_cli(args: list[str], cwd: Path) -> tuple[float, float, float, int]:
+    """(wall s, peak RSS MiB, CPU s, exit code) of ``python -m rollouts.cli ARGS`` in a new process."""
+    out = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, sys.executable, "-m", "rollouts.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    wall, rss_kib, cpu, rc = float(out[0]), int(out[1]), float(out[2]), int(out[3])
+    if rc not in (0, 1):
+        err = subprocess.run(
+            [sys.executable, "-m", "rollouts.cli", *args], cwd=cwd, capture_output=True, text=True
+        )
+        raise SystemExit(f"rollouts {' '.join(args)} exited {rc}: {err.stderr[-2000:]}")
+    return wall, rss_kib / 1024, cpu, rc
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10_000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
 
     from rollouts.report.html import render_html
@@ -145,20 +183,54 @@ def main() -> None:
     from rollouts.report.summary import summarize
 
     t0 = time.perf_counter()
-    m = synthetic_manifest(args.runs)
+    a = synthetic_manifest(args.runs, seed=0, rid="20260101__00-00-00")
+    b = synthetic_manifest(args.runs, seed=1, rid="20260102__00-00-00")
     build = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / "manifest.json"
-        p.write_text(m.model_dump_json())
-        t_load, _ = best_of(lambda: Manifest.model_validate_json(p.read_bytes()), args.repeat)
-        t_sum, s = best_of(lambda: summarize(m), args.repeat)
+        data = Path(tmp) / "data"
+        store = Store(data)
+        store.write_manifest(a)
+        store.write_manifest(b)
+        mpath = store.rollout_dir(a.name, a.rollout_id) / "manifest.json"
+        t_load, _ = best_of(lambda: Manifest.model_validate_json(mpath.read_bytes()), args.repeat)
+        t_sum, s = best_of(lambda: summarize(a), args.repeat)
         t_md, md = best_of(lambda: render_markdown(s), args.repeat)
-        t_html, html = best_of(lambda: render_html(s, m, out_dir=Path(tmp)), args.repeat)
-    print(f"runs={len(m.results)} groups={len(s['rows'])} arms={len(s['overall'])} (built in {build:.2f} s)")
-    print(f"load manifest.json ({p.name}): {t_load:.3f} s")
-    print(f"summarize():        {t_sum:.3f} s  (target < 1 s: {'OK' if t_sum < 1 else 'SLOW'})")
-    print(f"render_markdown():  {t_md:.3f} s  ({len(md) / 1024:.0f} KiB)")
-    print(f"render_html():      {t_html:.3f} s  ({len(html) / 1024:.0f} KiB)")
+        t_html, html = best_of(lambda: render_html(s, a, out_dir=Path(tmp)), args.repeat)
+        print(
+            f"runs={len(a.results)} groups={len(s['rows'])} arms={len(s['overall'])} (built in {build:.2f} s)"
+        )
+        print(f"manifest.json {mpath.stat().st_size / 2**20:.1f} MiB")
+        print(
+            f"in process (best of {args.repeat}): load {t_load:.3f} s, summarize() {t_sum:.3f} s, "
+            f"render_markdown() {t_md:.3f} s ({len(md) / 1024:.0f} KiB), render_html() {t_html:.3f} s "
+            f"({len(html) / 1024:.0f} KiB)"
+        )
+        d = ["--data-dir", str(data)]
+        commands = {
+            "summarize bench --latest": [*d, "summarize", "bench", "--latest"],
+            "summarize bench --latest --json": [*d, "summarize", "bench", "--latest", "--json"],
+            "summarize bench --latest --markdown": [*d, "summarize", "bench", "--latest", "--markdown"],
+            "summarize (no name)": [*d, "summarize"],
+            "compare bench/A bench/B": [*d, "compare", f"bench/{a.rollout_id}", f"bench/{b.rollout_id}"],
+            "report bench --latest": [*d, "report", "bench", "--latest", "-o", str(Path(tmp) / "r.html")],
+            "--version (start-up floor)": ["--version"],
+        }
+        print(
+            f"CLI commands, {args.repeat} runs each: wall s min / median / max, CPU s median, peak RSS MiB (max);"
+            " targets < 1 s wall, < 200 MiB"
+        )
+        print(
+            f"  (load average now: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs)"
+        )
+        for label, argv in commands.items():
+            res = [run_cli(argv, Path(tmp)) for _ in range(args.repeat)]
+            walls, cpus = [r[0] for r in res], [r[2] for r in res]
+            rss = max(r[1] for r in res)
+            ok = "OK" if statistics.median(walls) < 1 and rss < 200 else "OVER"
+            print(
+                f"  {label:38s} {min(walls):.3f} / {statistics.median(walls):.3f} / {max(walls):.3f} s"
+                f"   cpu {statistics.median(cpus):.3f} s   {rss:6.1f} MiB   {ok}"
+            )
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def _load(config: str, skip_unsupported: bool = False):
 
 @cli.command()
 @click.argument("config", required=False)
-@click.option("-v", "--verbose", count=True, help="-v progress lines, -vv full container output.")
+@click.option("-v", "--verbose", count=True, help="-v progress lines (a live table on a terminal), -vv full container output.")
 @click.option("--no-eval", is_flag=True, help="Skip grading (run agents and collect artifacts only).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted rollout (CONFIG or benchmark NAME).")
 @click.option("--latest", is_flag=True, help="With --resume: the most recent rollout (default).")
@@ -263,16 +263,16 @@ def summarize(
     """Summarize a rollout of benchmark NAME (reads files only). Without NAME: list rollouts with
     their per-run mean, 95% CI and n (infra errors and cancelled runs shown apart)."""
     from rollouts.report.markdown import render_markdown
-    from rollouts.report.summary import listing_line, render_table
+    from rollouts.report.summary import listing_line, load_for_report, render_table
     from rollouts.report.summary import summarize as do_summarize
 
     if not name:
         for b in store.list_benchmarks():
             for rid in reversed(store.list_rollouts(b)):
-                console.print(listing_line(b, store.load_manifest(b, rid)), markup=False)
+                console.print(listing_line(b, load_for_report(store, b, rid)), markup=False)
         return
     rid = _pick(store, name, latest, rollout)
-    s = do_summarize(store.load_manifest(name, rid))
+    s = do_summarize(load_for_report(store, name, rid))
     if as_json:
         click.echo(json.dumps(s, indent=2))
     elif markdown:

@@ -78,7 +78,7 @@ def test_curves_match_scalar_functions():
         for c in range(n + 1):
             at = pass_at_k_curve(n, c)
             hat = pass_hat_k_curve(n, c)
-            assert at.shape == hat.shape == (n,)
+            assert len(at) == len(hat) == n
             for k in range(1, n + 1):
                 assert at[k - 1] == pytest.approx(pass_at_k(n, c, k), abs=1e-12)
                 assert hat[k - 1] == pytest.approx(pass_hat_k(n, c, k), abs=1e-12)
@@ -147,7 +147,7 @@ def test_mean_ci_binary_auto_is_wilson_even_at_n1():
 def test_mean_ci_partial_credit_is_wilson_at_fractional_count():
     x = [0.2, 0.5, 0.9]  # in [0, 1]: Wilson at (sum, n) = (1.6, 3) (Bhatia-Davis variance bound)
     assert mean_ci(x) == pytest.approx(_wilson_by_formula(1.6, 3, 0.95))
-    assert stats._mean_ci(np.array(x), 0.95, "auto")[2] == "wilson-bd"
+    assert stats._mean_ci(x, 0.95, "auto")[2] == "wilson-bd"
     # outside [0, 1] (a metric in seconds): Student t
     y = [2.0, 5.0, 9.0]
     m, sd = np.mean(y), np.std(y, ddof=1)
@@ -481,3 +481,52 @@ def test_stats_property_paired_interval_never_zero_width(pairs, alpha):
     assert 0.0 < r.p_value <= 1.0
     if abs(sum(r.diffs.values())) <= 1e-9:
         assert r.p_value == 1.0  # an exactly-zero observed statistic is never significant
+
+
+def test_stats_wilcoxon_equals_scipy():
+    """paired.wilcoxon_p follows scipy.stats.wilcoxon's "auto" rules and numbers (scipy is only
+    the oracle here: importing it costs more than half a compare's budget)."""
+    from rollouts.report.paired import wilcoxon_p
+
+    rng = np.random.default_rng(0)
+    checked = 0
+    for trial in range(300):
+        n = int(rng.integers(6, 80))
+        x = rng.normal(0.1, 1, n) if trial % 2 else rng.integers(-3, 4, n).astype(float) / 3
+        x = x[x != 0]
+        if x.size < 6:
+            continue
+        assert wilcoxon_p(x) == pytest.approx(float(sps.wilcoxon(x).pvalue), abs=1e-9), x
+        checked += 1
+    assert checked > 250
+
+
+def test_stats_sign_flip_equals_scipy_permutation_test_when_exact():
+    from rollouts.report.paired import sign_flip_p
+
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        d = np.round(rng.normal(0.05, 0.3, int(rng.integers(2, 11))), 2)
+        want = sps.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=10_000).pvalue
+        got = sign_flip_p(d, 10_000, 0)
+        assert got == pytest.approx(min(1.0, want), abs=1e-12) or abs(d.mean()) <= 1e-9
+
+
+def test_stats_t_quantile_equals_scipy():
+    for conf in (0.8, 0.9, 0.95, 0.99, 0.999):
+        for df in [*range(1, 230), 500, 1000, 10_000, 1_000_000]:
+            assert stats._t_quantile(conf, df) == pytest.approx(sps.t.ppf(0.5 + conf / 2, df), rel=1e-7)
+
+
+def test_stats_summary_imports_neither_numpy_nor_scipy():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom rollouts.report.summary import summarize\n"
+        "from rollouts.report.stats import mean_ci, clustered_mean_ci\n"
+        "mean_ci([1.0, 5.0, 9.0]); clustered_mean_ci([1.0, 5.0, 2.0], ['a', 'b', 'b'])\n"
+        "print('numpy' in sys.modules, 'scipy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

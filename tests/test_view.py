@@ -31,7 +31,7 @@ def data(tmp_path_factory) -> tuple[Path, dict]:
 
 @pytest.fixture(scope="module")
 def client(data) -> TestClient:
-    return TestClient(create_app(data[0]))
+    return TestClient(create_app(data[0]), base_url="http://127.0.0.1")
 
 
 def test_rollout_list_and_page_show_summarize_numbers(client, data):
@@ -49,6 +49,11 @@ def test_rollout_list_and_page_show_summarize_numbers(client, data):
         shown = f"{o['macro_mean_reward']:.2f}" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None else "")
         assert shown in page
     assert page.count('href="/run/') == 5
+    from rollouts.report.fmt import fmt_ci
+
+    for r in s["rows"]:  # the per-row table of summarize
+        assert f"<td>{r['task']}</td><td>{r['agent']}/{r['model']}</td><td class=\"num\">{r['n']}/{r['runs']}</td>" in page
+        assert fmt_ci(r["mean_reward"], r["ci_low"], r["ci_high"]) in page
 
 
 def test_rollout_filters_and_pagination(client, data):
@@ -104,6 +109,9 @@ def test_raw_refuses_paths_outside_the_run(client, data, tmp_path):
     assert client.get(f"/raw/{run}/..%2F..%2Fsecret.txt").status_code == 404
     assert client.get(f"/raw/{run}/logs/agent.log").status_code == 200
     assert client.post("/").status_code == 405  # read-only
+    # DNS rebinding: a page served from evil.example whose name resolves to 127.0.0.1
+    assert client.get("/", headers={"host": "evil.example:8000"}).status_code == 400
+    assert client.get("/", headers={"host": "localhost:8000"}).status_code == 200
 
 
 def test_compare_pages(client, data):
@@ -123,9 +131,12 @@ def test_running_rollout_is_live(data):
     m = make_manifest("live", "20260105__00-00-00", store, [{"status": "running"}, {"reward": 1.0}], status="running")
     m.host, m.pid = __import__("socket").gethostname(), os.getpid()
     store.write_manifest(m)
-    c = TestClient(create_app(data[0], min_age_sec=0))
+    c = TestClient(create_app(data[0], min_age_sec=0), base_url="http://localhost")
     assert c.get("/?fragment=1").headers["x-rollouts-live"] == "1"
     assert c.get("/r/live/20260105__00-00-00").headers["x-rollouts-live"] == "1"
+    run = c.get("/run/20260105__00-00-00-0")
+    assert run.headers["x-rollouts-live"] == "1" and 'data-live="1"' in run.text
+    assert 'data-live="0"' in c.get("/run/20260105__00-00-00-1").text  # finished: not polled
     m.results[0].status, m.results[0].reward, m.status = "completed", 0.0, "completed"
     store.write_manifest(m)
     assert "x-rollouts-live" not in c.get("/r/live/20260105__00-00-00?fragment=1").headers
@@ -143,6 +154,23 @@ def test_atif_with_our_native_record_and_step_extras():
     plain["steps"][1]["extra"] = {"exit_code": 1, "timed_out": False, "exec_sec": 0.4}
     call = build(plain)["steps"][1]["calls"][0]
     assert (call["exit_code"], call["sec"], call["output"]) == (1, 0.4, "1 failed ATIF-OBS")
+
+
+def test_rollout_list_reads_only_the_newest_20_per_benchmark(data):
+    from rollouts.store import Store
+    from tests.view_fixture import make_manifest
+
+    store = Store(data[0])
+    for day in range(1, 24):
+        store.write_manifest(make_manifest("nightly", f"202602{day:02d}__02-00-00", store, [{"reward": 1.0}]))
+    (store.rollout_dir("nightly", "20260201__02-00-00") / "manifest.json").write_text("{broken")  # never read
+    c = TestClient(create_app(data[0]), base_url="http://127.0.0.1")
+    t = c.get("/").text
+    assert "23 rollout(s) · newest 20 shown" in t and "20260223__02-00-00" in t and "20260203__02-00-00" not in t
+    all_ = c.get("/?all=nightly").text
+    assert "20260202__02-00-00" in all_ and "demo" not in all_
+    assert "unreadable" in all_ and "invalid manifest" in all_  # the broken one, with its reason
+    shutil.rmtree(data[0] / "rollouts" / "nightly")
 
 
 def test_big_trajectory_is_paginated():
@@ -293,7 +321,7 @@ def test_viewer_on_a_real_rollout(run_cli, tmp_path, base_image):
     data = tmp_path / "data"
     p = run_cli("run", str(cfg), data_dir=data, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
-    c = TestClient(create_app(data))
+    c = TestClient(create_app(data), base_url="http://127.0.0.1")
     rid = next((data / "rollouts" / "real").glob("2*")).name
     assert rid in c.get("/").text
     page = c.get(f"/r/real/{rid}").text

@@ -28,6 +28,7 @@ import threading
 from typing import Literal
 
 from rollouts.errors import GradingIntegrityError, SandboxError
+from rollouts.sandbox import aioloop
 from rollouts.sandbox.base import DEFAULT_OUTPUT_LIMIT, ExecResult, Sandbox
 
 Policy = Literal["strict", "keep-services"]
@@ -80,9 +81,7 @@ def exec_watched(
         fired.set()
         sandbox.stop()
 
-    timer = threading.Timer(timeout + 15, fire)
-    timer.daemon = True
-    timer.start()
+    timer = aioloop.call_later(timeout + 15, fire)  # no thread per watched exec (issue 13)
     try:
         return sandbox.exec(cmd, timeout=timeout, env=env, cwd=cwd, output_limit=output_limit)
     except SandboxError:

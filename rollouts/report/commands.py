@@ -69,6 +69,7 @@ def parse_sides(tokens: tuple[str, ...] | list[str]) -> list[tuple[str, str | No
 )
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level.")
 @click.option("--fail-if-worse", is_flag=True, help="Exit 1 when B is significantly worse than A.")
+@click.option("--all", "show_all", is_flag=True, help="Print every key (the table stops at 50 otherwise).")
 @click.pass_obj
 def compare(
     store,
@@ -78,6 +79,7 @@ def compare(
     match: str,
     alpha: float,
     fail_if_worse: bool,
+    show_all: bool,
 ) -> None:
     """Compare rollout B with rollout A on their common tasks: paired differences, wins/losses/ties,
     head-to-head win rate, a paired significance test and a verdict with its uncertainty.
@@ -86,8 +88,9 @@ def compare(
     ROLLOUTS: NAME_A [--rollout ID | --latest] NAME_B [--rollout ID | --latest]
       (NAME/ID is short for NAME --rollout ID; no selector = latest)
     """
-    from rollouts.report.compare import compare_manifests
+    from rollouts.report.compare import compare_digests, digest
     from rollouts.report.compare_render import compare_markdown, render_compare
+    from rollouts.report.summary import load_for_report
 
     if not 0 < alpha < 1:
         raise ConfigError("--alpha must be in (0, 1)")
@@ -95,15 +98,15 @@ def compare(
     ra, rb = store.resolve(na, ia, ia is None), store.resolve(nb, ib, ib is None)
     if (na, ra) == (nb, rb):
         raise ConfigError(f"compare: both sides are the same rollout {na}/{ra}")
-    res = compare_manifests(
-        store.load_manifest(na, ra), store.load_manifest(nb, rb), match=match, alpha=alpha
-    )
+    # one manifest in memory at a time: each is reduced to its scored groups before the next loads
+    da = digest(load_for_report(store, na, ra))
+    res = compare_digests(da, digest(load_for_report(store, nb, rb)), match=match, alpha=alpha)
     if as_json:
         click.echo(json.dumps(res, indent=2))
     elif markdown:
         click.echo(compare_markdown(res), nl=False)
     else:
-        render_compare(res, _console())
+        render_compare(res, _console(), show_all=show_all)
     d = res["decision"]
     if fail_if_worse and d["significant"] and d["direction"] == "worse":
         sys.exit(EXIT_FAILED)
@@ -124,14 +127,14 @@ def compare(
 def report(store, name: str, latest: bool, rollout: str | None, output: str | None) -> None:
     """Write one self-contained HTML report of a rollout (charts, tables, links to run artifacts)."""
     from rollouts.report.html import write_report
-    from rollouts.report.summary import summarize
+    from rollouts.report.summary import load_for_report, summarize
 
     if not latest and not rollout:
         raise ConfigError("choose a rollout: --latest or --rollout ID")
     if latest and rollout:
         raise ConfigError("choose --latest or --rollout, not both")
     rid = store.resolve(name, rollout, latest)
-    m = store.load_manifest(name, rid)
+    m = load_for_report(store, name, rid)
     out = Path(output) if output else store.rollout_dir(name, rid) / "report.html"
     write_report(summarize(m), m, out)
     click.echo(f"[rollouts] report: {out}")

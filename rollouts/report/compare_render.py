@@ -7,12 +7,12 @@ from typing import Any
 from rollouts.report.fmt import fmt_signed
 
 #: Rows of the per-key table printed by the renderers before the rest is summarised.
-MAX_KEY_ROWS = 60
+MAX_KEY_ROWS = 50
 
 
-def _shown(res: dict[str, Any]) -> tuple[list[dict], int]:
+def _shown(res: dict[str, Any], show_all: bool = False) -> tuple[list[dict], int]:
     keys = res["keys"]
-    if len(keys) <= MAX_KEY_ROWS:
+    if show_all or len(keys) <= MAX_KEY_ROWS:
         return keys, 0
     top = sorted(keys, key=lambda r: -abs(r["diff"]))[:MAX_KEY_ROWS]
     return sorted(top, key=lambda r: r["key"]), len(keys) - MAX_KEY_ROWS
@@ -22,8 +22,9 @@ def _arms(r: dict) -> str:
     return r["arm_a"] if r["arm_a"] == r["arm_b"] else f"{r['arm_a']} → {r['arm_b']}"
 
 
-def render_compare(res: dict[str, Any], console) -> None:
-    """Print the comparison as rich tables (per key, per arm) and the verdict line."""
+def render_compare(res: dict[str, Any], console, *, show_all: bool = False) -> None:
+    """Print the comparison as rich tables (per key — the :data:`MAX_KEY_ROWS` largest differences
+    unless ``show_all`` — and per arm) and the verdict line."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -36,7 +37,7 @@ def render_compare(res: dict[str, Any], console) -> None:
         f"   match = {res['match']} ({', '.join(res['match_fields'])})",
         markup=False,
     )
-    keys, hidden = _shown(res)
+    keys, hidden = _shown(res, show_all)
     t = Table(title="per key: mean reward, difference B − A", box=box.SIMPLE_HEAD, title_justify="left")
     for col in ("task", "agent/model (A → B)", "n A", "mean A", "n B", "mean B", "B − A", "outcome"):
         t.add_column(
@@ -59,7 +60,9 @@ def render_compare(res: dict[str, Any], console) -> None:
         )
     console.print(t)
     if hidden:
-        console.print(f"… {hidden} more keys with smaller differences (--json lists all)", markup=False)
+        console.print(
+            f"… {hidden} more keys with smaller differences (--all or --json lists all)", markup=False
+        )
     if res["per_arm"]:
         pa = Table(title="per agent/model", box=box.SIMPLE_HEAD, title_justify="left")
         for col in ("agent/model (A → B)", "keys", "mean A", "mean B", "B − A [CI]", "p", "W/L/T"):

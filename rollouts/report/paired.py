@@ -9,20 +9,25 @@
   Agresti & Min 2005, "Simple improved confidence intervals for comparing matched proportions",
   Statistics in Medicine 24(5):729-740; the pseudo-observations keep the variance positive, so
   the interval never has zero width (6 tasks all +1 give [+0.36, +1.00], not [+1, +1]).
-* p-value: two-sided sign-flip permutation test of ``mean(d) = 0``
-  (``scipy.stats.permutation_test``, ``permutation_type="samples"``; exact when
-  ``2**T <= n_boot``). An observed mean within :data:`TIE_TOLERANCE` of 0 is 0: p = 1.
-  The smallest p it can reach is ``2 / 2**T'`` (T' = tasks with a non-zero difference), see
-  :func:`min_sign_flip_p`.
+* p-value: two-sided sign-flip permutation test of ``mean(d) = 0`` (Fisher 1935; Good 2005,
+  "Permutation, Parametric and Bootstrap Tests of Hypotheses", sec. 3.6.2): exact enumeration of
+  the ``2**T'`` sign patterns of the T' non-zero differences when that is at most ``n_boot``,
+  else ``n_boot`` random patterns (at most 2e7 / T' of them, p = (hits + 1) / (draws + 1)). An
+  observed mean within :data:`TIE_TOLERANCE` of 0 is 0: p = 1. The smallest p it can reach is
+  ``2 / 2**T'`` (:func:`min_sign_flip_p`).
+* Wilcoxon signed-rank p on the non-zero differences (Wilcoxon 1945) by the rules and numbers of
+  ``scipy.stats.wilcoxon`` (method "auto", no continuity correction; tested equal in
+  ``tests/test_stats.py``): n > 50 -> normal approximation with the tie correction; no tied
+  magnitudes -> exact null distribution; ties and n <= 13 -> all 2^n sign patterns; else normal.
 * McNemar's exact test for paired pass/fail runs (:func:`mcnemar`).
 
-SciPy is imported inside the functions that need it (it costs ~0.6 s to import).
+These are written with NumPy here rather than called from SciPy: importing ``scipy.stats`` costs
+~0.6 s, more than half of the 1 s a ``compare`` of 10,000 runs may take (issue 13).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
@@ -96,31 +101,86 @@ def adjusted_diff_ci(d: np.ndarray, confidence: float) -> tuple[float, float]:
     return max(-r, mean - half), min(r, mean + half)
 
 
+#: Monte Carlo sign-flip work cap (draws x differences), so 10,000 run pairs stay well under 1 s.
+MAX_FLIP_CELLS = 5_000_000
+
+
 def sign_flip_p(d: np.ndarray, n_resamples: int, seed: int) -> float:
-    """Two-sided sign-flip permutation p of ``mean(d) = 0`` (scipy.stats.permutation_test; exact
-    when ``2**T <= n_resamples``). An observed |mean| <= :data:`TIE_TOLERANCE` gives 1.0."""
+    """Two-sided sign-flip permutation p of ``mean(d) = 0`` (module docstring): the share of sign
+    patterns whose |sum| is at least the observed |sum| (less a relative 1e-9 for float noise).
+    Exact over the ``2**T'`` patterns of the non-zero differences when ``2**T' <= n_resamples``,
+    else Monte Carlo with ``numpy.random.default_rng(seed)``. |mean| <= TIE_TOLERANCE -> 1.0."""
     if d.size < 2 or abs(float(d.mean())) <= TIE_TOLERANCE:
         return 1.0
-    from scipy import stats
+    x = d[d != 0.0]
+    obs = abs(float(x.sum()))
+    thresh = obs - 1e-9 * max(1.0, obs)
+    t = x.size
+    if 2**t <= n_resamples:
+        bits = (np.arange(2**t, dtype=np.int64)[:, None] >> np.arange(t)) & 1
+        sums = np.abs((1 - 2 * bits) @ x)
+        return float(min(1.0, np.count_nonzero(sums >= thresh) / 2**t))
+    rng = np.random.default_rng(seed)
+    draws = max(1, min(n_resamples, MAX_FLIP_CELLS // t))
+    hits, done, batch, total = 0, 0, max(1, 1_000_000 // t), float(x.sum())
+    while done < draws:
+        m = min(batch, draws - done)
+        bits = np.unpackbits(np.frombuffer(rng.bytes((m * t + 7) // 8), dtype=np.uint8))[: m * t]
+        flipped = bits.reshape(m, t).astype(np.float64) @ x  # sum of the flipped differences
+        hits += int(np.count_nonzero(np.abs(total - 2.0 * flipped) >= thresh))
+        done += m
+    return float(min(1.0, (hits + 1) / (draws + 1)))
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = stats.permutation_test(
-            (d,),
-            np.mean,
-            permutation_type="samples",
-            vectorized=True,
-            n_resamples=n_resamples,
-            alternative="two-sided",
-            rng=np.random.default_rng(seed),
-        )
-    return float(min(1.0, res.pvalue))
+
+def _rank_abs(x: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Average ranks (1-based) of |x| and whether any magnitudes tie."""
+    a = np.abs(x)
+    order = np.argsort(a, kind="mergesort")
+    ranks = np.empty(a.size, dtype=np.float64)
+    sa = a[order]
+    i, tied = 0, False
+    while i < a.size:
+        j = i
+        while j + 1 < a.size and sa[j + 1] == sa[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        tied = tied or j > i
+        i = j + 1
+    return ranks, tied
+
+
+def wilcoxon_p(x: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p of non-zero differences ``x`` (n >= 1; module docstring).
+    Exact (subset-sum counts of ranks 1..n) for n <= 50 without tied magnitudes, else normal with
+    variance ``n(n+1)(2n+1)/24 - sum(t^3 - t)/48``, as ``scipy.stats.wilcoxon(x)``."""
+    n = x.size
+    ranks, tied = _rank_abs(x)
+    r_plus = float(ranks[x > 0].sum())
+    if tied and n <= 13:  # scipy: a permutation test over every sign pattern
+        bits = (np.arange(2**n, dtype=np.int64)[:, None] >> np.arange(n)) & 1
+        null = bits @ ranks
+        tol = 1e-9 * max(1.0, r_plus)
+        p_less = np.count_nonzero(null <= r_plus + tol) / 2**n
+        p_greater = np.count_nonzero(null >= r_plus - tol) / 2**n
+        return float(min(1.0, 2.0 * min(p_less, p_greater)))
+    if n <= 50 and not tied:
+        counts = np.zeros(n * (n + 1) // 2 + 1, dtype=np.float64)
+        counts[0] = 1.0
+        for r in range(1, n + 1):
+            counts[r:] = counts[r:] + counts[:-r].copy()
+        cdf = np.cumsum(counts) / 2.0**n
+        w = int(round(r_plus))
+        p_low = cdf[w]
+        p_high = 1.0 - (cdf[w - 1] if w > 0 else 0.0)
+        return float(min(1.0, 2.0 * min(p_low, p_high)))
+    _, counts = np.unique(np.abs(x), return_counts=True)
+    var = n * (n + 1) * (2 * n + 1) / 24.0 - float(np.sum(counts.astype(np.float64) ** 3 - counts)) / 48.0
+    z = (r_plus - n * (n + 1) / 4.0) / math.sqrt(var)
+    return float(min(1.0, 2.0 * NormalDist().cdf(-abs(z))))
 
 
 def _means(m: Mapping[str, Sequence[float | None]], tasks: list[str]) -> np.ndarray:
-    return np.array(
-        [np.mean([0.0 if v is None else float(v) for v in m[t]]) for t in tasks], dtype=np.float64
-    )
+    return np.array([math.fsum(0.0 if v is None else float(v) for v in m[t]) / len(m[t]) for t in tasks])
 
 
 def paired_compare(
@@ -166,13 +226,7 @@ def paired_compare(
     ci_low, ci_high = adjusted_diff_ci(d, confidence)
     p_value = sign_flip_p(d, n_boot, seed)
     nonzero = d[d != 0.0]
-    wilcoxon_p: float | None = None
-    if nonzero.size >= 6:
-        from scipy import stats
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            wilcoxon_p = float(stats.wilcoxon(nonzero, alternative="two-sided").pvalue)
+    w_p = wilcoxon_p(nonzero) if nonzero.size >= 6 else None
     verdict = VERDICT_NONE
     if p_value < alpha and mean_diff > 0 and ci_low > 0:
         verdict = VERDICT_BETTER
@@ -196,7 +250,7 @@ def paired_compare(
         confidence=confidence,
         p_value=p_value,
         p_value_method=p_method,
-        wilcoxon_p=wilcoxon_p,
+        wilcoxon_p=w_p,
         wins=wins,
         losses=losses,
         ties=ties,

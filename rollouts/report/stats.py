@@ -27,11 +27,13 @@ Intervals (the one rule: **no interval of zero width from a finite sample**)
   through ``1 - (1 - p)^k`` and ``p^k`` (monotone, so the coverage carries over) - the iid
   Bernoulli model under which Chen et al. 2021 and Yao et al. 2024 define the two - widened where
   needed to contain the unbiased estimate (at k near n it is not the plug-in value).
-* Values outside [0, 1] (custom metrics such as seconds or counts): Student t (SciPy, imported
-  only then); a constant sample of unbounded values has no honest interval and gets ``None``.
+* Values outside [0, 1] (custom metrics such as seconds or counts): Student t; a constant sample
+  of unbounded values has no honest interval and gets ``None``.
 * Paired differences of two rollouts: :mod:`rollouts.report.paired`.
 
-Normal quantiles come from :class:`statistics.NormalDist` (no SciPy import for a summary).
+Normal quantiles come from :class:`statistics.NormalDist`, and the arithmetic is plain Python
+(groups hold a handful of runs, where NumPy's per-call overhead dominates): a summary imports
+neither NumPy nor SciPy.
 
 References
 ----------
@@ -55,31 +57,31 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import NamedTuple
 
-import numpy as np
+from rollouts.report.passk import pass_at_k, pass_at_k_curve, pass_hat_k, pass_hat_k_curve  # noqa: F401 (re-exported)
 
-from rollouts.report.paired import (  # noqa: F401 (re-exported: the comparison half of the API)
-    TIE_TOLERANCE,
-    VERDICT_BETTER,
-    VERDICT_NONE,
-    VERDICT_WORSE,
-    VERDICTS,
-    PairedResult,
-    mcnemar,
-    paired_compare,
-)
+#: Names of the comparison half of the API, re-exported lazily from :mod:`rollouts.report.paired`
+#: (which needs NumPy; a summary does not).
+_PAIRED = frozenset(
+    {"TIE_TOLERANCE", "VERDICT_BETTER", "VERDICT_NONE", "VERDICT_WORSE", "VERDICTS", "PairedResult",
+     "mcnemar", "paired_compare"}
+)  # fmt: skip
+
+
+def __getattr__(name: str):
+    if name in _PAIRED:
+        from rollouts.report import paired
+
+        return getattr(paired, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
-    "TIE_TOLERANCE",
-    "VERDICTS",
     "ClusteredMean",
     "GroupStats",
-    "PairedResult",
     "clustered_mean_ci",
     "group_stats",
     "macro_stats",
-    "mcnemar",
     "mean_ci",
-    "paired_compare",
     "pass_at_k",
     "pass_at_k_curve",
     "pass_hat_k",
@@ -98,21 +100,22 @@ def _check_confidence(confidence: float) -> None:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
 
 
-def _as_float_array(values, *, none_as_zero: bool) -> np.ndarray:
-    """1-D float64 array; ``None`` -> 0.0 when ``none_as_zero``; NaN/inf raise ValueError."""
-    if isinstance(values, np.ndarray):
-        arr = values.astype(np.float64, copy=False).ravel()
-    else:
-        if none_as_zero:
-            values = [0.0 if v is None else v for v in values]
-        arr = np.asarray(values, dtype=np.float64).ravel()
-    if arr.size and not np.isfinite(arr).all():
+def _floats(values, *, none_as_zero: bool) -> list[float]:
+    """Values as a list of floats; ``None`` -> 0.0 when ``none_as_zero``; NaN/inf raise ValueError."""
+    out = [0.0 if (v is None and none_as_zero) else float(v) for v in values]
+    if not all(map(math.isfinite, out)):
         raise ValueError("values must be finite (NaN/inf found)")
-    return arr
+    return out
 
 
-def _in_unit(arr: np.ndarray) -> bool:
-    return bool(arr.size) and float(arr.min()) >= 0.0 and float(arr.max()) <= 1.0
+def _in_unit(arr: list[float]) -> bool:
+    return bool(arr) and min(arr) >= 0.0 and max(arr) <= 1.0
+
+
+def _sd(arr: list[float]) -> float:
+    """Sample standard deviation (ddof=1); needs len >= 2."""
+    m = math.fsum(arr) / len(arr)
+    return math.sqrt(math.fsum((x - m) ** 2 for x in arr) / (len(arr) - 1))
 
 
 @functools.lru_cache(maxsize=64)
@@ -121,67 +124,46 @@ def _z(confidence: float) -> float:
     return NormalDist().inv_cdf(0.5 + confidence / 2.0)
 
 
+def _t_central(theta: float, df: int) -> float:
+    """P(|T| < t) for Student t with integer ``df`` at ``theta = atan(t / sqrt(df))``: the finite
+    series of Abramowitz & Stegun 1964, 26.7.3 (odd df) and 26.7.4 (even df)."""
+    c2, sin = math.cos(theta) ** 2, math.sin(theta)
+    if df % 2:  # odd: (2/pi) * (theta + sin * cos * (1 + 2/3 c^2 + 2*4/(3*5) c^4 + ...))
+        term, acc = 1.0, 0.0
+        for j in range(1, (df - 1) // 2 + 1):
+            acc += term
+            term *= c2 * (2 * j) / (2 * j + 1)
+        return 2.0 / math.pi * (theta + (sin * math.cos(theta) * acc if df > 1 else 0.0))
+    term, acc = 1.0, 0.0  # even: sin * (1 + 1/2 c^2 + 1*3/(2*4) c^4 + ...)
+    for j in range(1, df // 2 + 1):
+        acc += term
+        term *= c2 * (2 * j - 1) / (2 * j)
+    return sin * acc
+
+
 @functools.lru_cache(maxsize=256)
 def _t_quantile(confidence: float, df: int) -> float:
-    from scipy import stats  # lazy: 0.6 s to import, needed only for unbounded values
-
-    return float(stats.t.ppf(0.5 + confidence / 2.0, df))
-
-
-# --------------------------------------------------------------------------------------------
-# pass@k and pass^k
-# --------------------------------------------------------------------------------------------
-
-
-def _check_counts(n: int, c: int, k: int) -> None:
-    if n < 0 or c < 0 or c > n:
-        raise ValueError(f"need 0 <= c <= n, got n={n}, c={c}")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-
-
-def pass_at_k(n: int, c: int, k: int) -> float | None:
-    """Unbiased pass@k ``1 - C(n-c, k) / C(n, k)`` (Chen et al. 2021, arXiv:2107.03374 eq. 1),
-    evaluated as ``1 - prod_{i=n-c+1}^{n} (1 - k/i)`` (their Fig. 3). ``n`` runs, ``c`` passed.
-
-    ``k > n`` -> ``None``; ``n - c < k`` -> 1.0; ``c == 0`` -> 0.0. ``ValueError`` for ``k < 1``
-    or counts outside ``0 <= c <= n``."""
-    _check_counts(n, c, k)
-    if k > n:
-        return None
-    if n - c < k:
-        return 1.0
-    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1, dtype=np.float64)))
-
-
-def pass_hat_k(n: int, c: int, k: int) -> float | None:
-    """pass^k ``C(c, k) / C(n, k)`` (Yao et al. 2024, arXiv:2406.12045 sec. 3): k runs drawn
-    without replacement all pass. ``k > n`` -> ``None``; ``c < k`` -> 0.0. ``ValueError`` as
-    :func:`pass_at_k`."""
-    _check_counts(n, c, k)
-    if k > n:
-        return None
-    if c < k:
-        return 0.0
-    i = np.arange(k, dtype=np.float64)
-    return float(np.prod((c - i) / (n - i)))
-
-
-def pass_at_k_curve(n: int, c: int) -> np.ndarray:
-    """pass@k for k = 1..n (shape ``(n,)``, element k-1), one cumulative product of
-    ``(n-c-i)/(n-i)`` clipped at 0 (Chen et al. 2021)."""
-    if n < 0 or c < 0 or c > n:
-        raise ValueError(f"need 0 <= c <= n, got n={n}, c={c}")
-    i = np.arange(n, dtype=np.float64)
-    return 1.0 - np.cumprod(np.clip((n - c - i) / (n - i), 0.0, 1.0))
-
-
-def pass_hat_k_curve(n: int, c: int) -> np.ndarray:
-    """pass^k for k = 1..n (shape ``(n,)``), cumulative product of ``(c-i)/(n-i)`` (Yao et al.)."""
-    if n < 0 or c < 0 or c > n:
-        raise ValueError(f"need 0 <= c <= n, got n={n}, c={c}")
-    i = np.arange(n, dtype=np.float64)
-    return np.cumprod(np.clip((c - i) / (n - i), 0.0, 1.0))
+    """Two-sided Student t quantile t_{df, (1+confidence)/2}, without SciPy (its import costs more
+    than half of a summary's budget): bisection on the exact central probability (A&S 26.7.3-4)
+    for df <= 200, the Cornish-Fisher expansion in 1/df (A&S 26.7.5, error O(df^-4)) beyond.
+    Agrees with ``scipy.stats.t.ppf`` to 1e-7 relative (tests/test_stats.py)."""
+    if df > 200:
+        z = _z(confidence)
+        z3, z5, z7 = z**3, z**5, z**7
+        return (
+            z
+            + (z3 + z) / (4 * df)
+            + (5 * z5 + 16 * z3 + 3 * z) / (96 * df**2)
+            + (3 * z7 + 19 * z5 + 17 * z3 - 15 * z) / (384 * df**3)
+        )
+    lo, hi = 0.0, math.pi / 2
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if _t_central(mid, df) < confidence:
+            lo = mid
+        else:
+            hi = mid
+    return math.sqrt(df) * math.tan((lo + hi) / 2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,21 +194,21 @@ def wilson_ci(successes: float, n: float, confidence: float = 0.95) -> tuple[flo
     return (0.0 if p == 0.0 else max(0.0, centre - half)), (1.0 if p == 1.0 else min(1.0, centre + half))
 
 
-def _t_ci(arr: np.ndarray, confidence: float) -> tuple[float, float] | None:
-    if arr.size < 2 or bool(np.all(arr == arr[0])):
+def _t_ci(arr: list[float], confidence: float) -> tuple[float, float] | None:
+    if len(arr) < 2 or min(arr) == max(arr):
         return None  # no variance estimate: an unbounded constant sample has no honest interval
-    half = _t_quantile(confidence, arr.size - 1) * float(arr.std(ddof=1)) / math.sqrt(arr.size)
-    m = float(arr.mean())
+    half = _t_quantile(confidence, len(arr) - 1) * _sd(arr) / math.sqrt(len(arr))
+    m = math.fsum(arr) / len(arr)
     return m - half, m + half
 
 
-def _mean_ci(arr: np.ndarray, confidence: float, method: str) -> tuple[float, float, str] | None:
+def _mean_ci(arr: list[float], confidence: float, method: str) -> tuple[float, float, str] | None:
     """:func:`mean_ci` plus the method used (``"wilson"`` for 0/1 data, ``"wilson-bd"`` for
     partial credit in [0, 1], ``"t"``)."""
     _check_confidence(confidence)
     if method not in _CI_METHODS:
         raise ValueError(f"method must be one of {_CI_METHODS}, got {method!r}")
-    if arr.size == 0:
+    if not arr:
         return None
     unit = _in_unit(arr)
     if method == "wilson" and not unit:
@@ -234,13 +216,13 @@ def _mean_ci(arr: np.ndarray, confidence: float, method: str) -> tuple[float, fl
     if method == "t" or not unit:
         ci = _t_ci(arr, confidence)
         return None if ci is None else (*ci, "t")
-    lo, hi = wilson_ci(float(arr.sum()), arr.size, confidence)  # type: ignore[misc]
-    binary = bool(np.all((arr == 0.0) | (arr == 1.0)))
+    lo, hi = wilson_ci(math.fsum(arr), len(arr), confidence)  # type: ignore[misc]
+    binary = all(x == 0.0 or x == 1.0 for x in arr)
     return lo, hi, "wilson" if binary else "wilson-bd"
 
 
 def mean_ci(
-    values: Sequence[float] | np.ndarray, confidence: float = 0.95, method: str = "auto"
+    values: Sequence[float], confidence: float = 0.95, method: str = "auto"
 ) -> tuple[float, float] | None:
     """Confidence interval ``(low, high)`` for the mean of ``values`` (1-D, length n).
 
@@ -250,7 +232,7 @@ def mean_ci(
     values outside [0, 1]): Student t, ``None`` for n < 2 or a constant sample.
     n == 0 -> ``None``; NaN/inf, unknown method, or ``"wilson"`` outside [0, 1] -> ``ValueError``.
     """
-    res = _mean_ci(_as_float_array(values, none_as_zero=False), confidence, method)
+    res = _mean_ci(_floats(values, none_as_zero=False), confidence, method)
     return None if res is None else (res[0], res[1])
 
 
@@ -303,34 +285,35 @@ def group_stats(
     """
     if infra_errors < 0:
         raise ValueError(f"infra_errors must be >= 0, got {infra_errors}")
-    arr = _as_float_array(rewards, none_as_zero=True)
-    n = int(arr.size)
+    arr = _floats(rewards, none_as_zero=True)
+    n = len(arr)
     if n == 0:
         return GroupStats(0, int(infra_errors), None, None, None, None, None)
     ci = _mean_ci(arr, confidence, ci_method)
     lo, hi, method = ci if ci is not None else (None, None, None)
-    c = int(np.count_nonzero(arr >= pass_threshold - _PASS_EPS))
-    ks = np.arange(1, n + 1, dtype=np.float64)
+    c = sum(1 for x in arr if x >= pass_threshold - _PASS_EPS)
     plo, phi = wilson_ci(c, n, confidence)  # type: ignore[misc]
     at, hat = pass_at_k_curve(n, c), pass_hat_k_curve(n, c)
-    # widened to hold the unbiased estimate, which near k = n is not the plug-in 1-(1-p)^k / p^k
-    at_lo, at_hi = np.minimum(1.0 - (1.0 - plo) ** ks, at), np.maximum(1.0 - (1.0 - phi) ** ks, at)
-    hat_lo, hat_hi = np.minimum(plo**ks, hat), np.maximum(phi**ks, hat)
     keys = range(1, n + 1)
+    # widened to hold the unbiased estimate, which near k = n is not the plug-in 1-(1-p)^k / p^k
+    at_lo = [min(1.0 - (1.0 - plo) ** k, v) for k, v in zip(keys, at, strict=True)]
+    at_hi = [max(1.0 - (1.0 - phi) ** k, v) for k, v in zip(keys, at, strict=True)]
+    hat_lo = [min(plo**k, v) for k, v in zip(keys, hat, strict=True)]
+    hat_hi = [max(phi**k, v) for k, v in zip(keys, hat, strict=True)]
     return GroupStats(
         n=n,
         n_infra_errors=int(infra_errors),
-        mean=float(arr.mean()),
+        mean=math.fsum(arr) / n,
         ci_low=lo,
         ci_high=hi,
         ci_method=method,
         pass_rate=c / n,
-        pass_at_k=dict(zip(keys, at.tolist(), strict=True)),
-        pass_hat_k=dict(zip(keys, hat.tolist(), strict=True)),
-        std=float(arr.std(ddof=1)) if n >= 2 else None,
+        pass_at_k=dict(zip(keys, at, strict=True)),
+        pass_hat_k=dict(zip(keys, hat, strict=True)),
+        std=_sd(arr) if n >= 2 else None,
         n_pass=c,
-        pass_at_k_ci={k: [a, b] for k, a, b in zip(keys, at_lo.tolist(), at_hi.tolist(), strict=True)},
-        pass_hat_k_ci={k: [a, b] for k, a, b in zip(keys, hat_lo.tolist(), hat_hi.tolist(), strict=True)},
+        pass_at_k_ci={k: [a, b] for k, a, b in zip(keys, at_lo, at_hi, strict=True)},
+        pass_hat_k_ci={k: [a, b] for k, a, b in zip(keys, hat_lo, hat_hi, strict=True)},
     )
 
 
@@ -346,13 +329,12 @@ def macro_stats(
     sec. 2) -> ``(mean, low, high, method)``. The interval is :func:`mean_ci` over the T task
     means: Wilson at (sum, T) for means in [0, 1] (never zero width: 4 tasks at 1.0 give
     [0.51, 1.00]), Student t otherwise. T == 0 -> all ``None``."""
-    arr = _as_float_array(per_task_means, none_as_zero=False)
-    if arr.size == 0:
+    arr = _floats(per_task_means, none_as_zero=False)
+    if not arr:
         return None, None, None, None
+    mean = math.fsum(arr) / len(arr)
     ci = _mean_ci(arr, confidence, method)
-    if ci is None:
-        return float(arr.mean()), None, None, None
-    return float(arr.mean()), ci[0], ci[1], ci[2]
+    return (mean, None, None, None) if ci is None else (mean, ci[0], ci[1], ci[2])
 
 
 def pass_k_over_tasks(
@@ -378,9 +360,9 @@ def pass_k_over_tasks(
         if not used:
             out[name] = out[f"{name}_low"] = out[f"{name}_high"] = None
             continue
-        vals = np.array([fn(n, c, kk) for n, c in used], dtype=np.float64)
-        lo, hi = wilson_ci(float(vals.sum()), vals.size, confidence)  # type: ignore[misc]
-        out[name], out[f"{name}_low"], out[f"{name}_high"] = float(vals.mean()), lo, hi
+        vals = [fn(n, c, kk) for n, c in used]
+        lo, hi = wilson_ci(math.fsum(vals), len(vals), confidence)  # type: ignore[misc]
+        out[name], out[f"{name}_low"], out[f"{name}_high"] = math.fsum(vals) / len(vals), lo, hi
     return out
 
 
@@ -413,20 +395,20 @@ def clustered_mean_ci(
     C < 2 or SE == 0). N == 0 -> ``None`` statistics. Length mismatch/NaN -> ``ValueError``.
     """
     _check_confidence(confidence)
-    arr = _as_float_array(values, none_as_zero=True)
-    if len(clusters) != arr.size:
-        raise ValueError(f"values and clusters differ in length: {arr.size} != {len(clusters)}")
-    n = int(arr.size)
+    arr = _floats(values, none_as_zero=True)
+    if len(clusters) != len(arr):
+        raise ValueError(f"values and clusters differ in length: {len(arr)} != {len(clusters)}")
+    n = len(arr)
     if n == 0:
         return ClusteredMean(None, None, None, None, 0, 0)
-    _, inverse = np.unique(np.asarray(clusters, dtype=object).astype(str), return_inverse=True)
-    inverse = inverse.ravel()
-    n_clusters = int(inverse.max()) + 1
-    mean = float(arr.mean())
+    mean = math.fsum(arr) / n
+    sums: dict[str, float] = {}
+    for x, c in zip(arr, clusters, strict=True):
+        sums[str(c)] = sums.get(str(c), 0.0) + (x - mean)
+    n_clusters = len(sums)
     se = None
     if n_clusters >= 2:
-        sums = np.bincount(inverse, weights=arr - mean, minlength=n_clusters)
-        se = math.sqrt(float(np.sum(sums**2))) / n * math.sqrt(n_clusters / (n_clusters - 1))
+        se = math.sqrt(math.fsum(v * v for v in sums.values())) / n * math.sqrt(n_clusters / (n_clusters - 1))
     if _in_unit(arr):
         var_bound = mean * (1.0 - mean)
         n_eff = float(n) if not se or var_bound == 0.0 else min(float(n), var_bound / se**2)

@@ -4,14 +4,16 @@ The Modal adapter does its I/O as coroutines on the SDK's ``.aio`` API (stdout, 
 exit code of an exec read concurrently, as the SDK's own code does) and offers the blocking
 :class:`rollouts.sandbox.base.Sandbox` interface on top: :func:`run` submits a coroutine to this
 loop and waits for it. Every Modal sandbox of the process shares the one loop thread, so a
-thousand live sandboxes cost no thread each.
+thousand live sandboxes cost no thread each. :func:`call_later` gives timers (lifetime backstops,
+watchdogs) without a thread per timer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -51,3 +53,15 @@ def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     except BaseException:
         fut.cancel()
         raise
+
+
+def call_later(delay: float, fn: Callable[[], Any]) -> concurrent.futures.Future:
+    """Call the blocking ``fn()`` after ``delay`` seconds, in the loop's default executor (a
+    bounded pool), like ``threading.Timer`` but with no thread per pending timer: timers are
+    coroutines on the background loop. ``cancel()`` the returned future to disarm it."""
+
+    async def later() -> None:
+        await asyncio.sleep(delay)
+        await asyncio.get_running_loop().run_in_executor(None, fn)
+
+    return asyncio.run_coroutine_threadsafe(later(), loop())

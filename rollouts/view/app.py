@@ -20,32 +20,36 @@ run in the browser.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup
 from starlette.applications import Starlette
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from rollouts.errors import ConfigError
-from rollouts.report.fmt import arm_label, fmt, fmt_ci, fmt_cost, fmt_options
-from rollouts.store import FINAL_STATUSES, Store
+from rollouts.report.fmt import arm_label, fmt, fmt_ci, fmt_cost, fmt_options, max_k, pk
+from rollouts.store import FINAL_STATUSES, ErrorKind, RunStatus, Store
 from rollouts.view import data as D
 from rollouts.view import exchanges as X
 from rollouts.view import trajectory as T
 
 HERE = Path(__file__).parent
-STATUSES = ("pending", "running", "completed", "agent_timeout", "verifier_timeout", "limit", "error", "cancelled")
-ERROR_KINDS = ("infra", "agent", "model", "verifier", "config", "harness")
+STATUSES = get_args(RunStatus)  # the filter choices follow the store's vocabulary
+ERROR_KINDS = get_args(ErrorKind)
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 SECURITY_HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
+#: Host headers a local viewer answers: anything else is refused (400), so a web page the user
+#: visits cannot read the viewer through DNS rebinding (a name of its own resolving to 127.0.0.1).
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 RUNS_PER_PAGE = 100
-TASKS_PER_PAGE = 100
+TASKS_PER_PAGE = 50
 
 
 def _highlight_diff(text: str | None) -> Markup | None:
@@ -80,7 +84,7 @@ def make_env() -> Environment:
                       lstrip_blocks=True)
     env.filters.update(fmt=fmt, fmt_ci=fmt_ci, fmt_cost=fmt_cost, dur=_dur, options=fmt_options,
                        diff=_highlight_diff)
-    env.globals.update(arm_label=arm_label, qs=qs, STATUSES=STATUSES, ERROR_KINDS=ERROR_KINDS)
+    env.globals.update(arm_label=arm_label, qs=qs, max_k=max_k, pk=pk, STATUSES=STATUSES, ERROR_KINDS=ERROR_KINDS)
     return env
 
 
@@ -102,9 +106,11 @@ class _SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(data_dir: str | Path, min_age_sec: float | None = None) -> Starlette:
+def create_app(data_dir: str | Path, min_age_sec: float | None = None,
+               allowed_hosts: tuple[str, ...] | list[str] = LOCAL_HOSTS) -> Starlette:
     """The viewer over ``data_dir`` (the ``--data-dir`` of the CLI: holds rollouts/ and runs/).
-    ``min_age_sec``: overrides :data:`rollouts.view.data.Catalog.MIN_AGE_SEC` (tests: 0)."""
+    ``min_age_sec``: overrides :data:`rollouts.view.data.Catalog.MIN_AGE_SEC` (tests: 0).
+    ``allowed_hosts``: Host header values answered (``["*"]``: any, for ``--allow-remote``)."""
     cat = D.Catalog(Store(data_dir))
     if min_age_sec is not None:
         cat.MIN_AGE_SEC = min_age_sec
@@ -118,7 +124,7 @@ def create_app(data_dir: str | Path, min_age_sec: float | None = None) -> Starle
 
     def page(tpl: str, request: Request, /, status_code: int = 200, live: bool = False, **ctx: Any) -> HTMLResponse:
         ctx.setdefault("query", dict(request.query_params))
-        html = env.get_template(tpl).render(request=request, data_dir=str(data_dir), **ctx)
+        html = env.get_template(tpl).render(request=request, data_dir=str(data_dir), live=live, **ctx)
         r = HTMLResponse(html, status_code=status_code)
         r.headers["cache-control"] = "no-store"
         if live:
@@ -133,10 +139,11 @@ def create_app(data_dir: str | Path, min_age_sec: float | None = None) -> Starle
         return int(v) if v.isdigit() and len(v) < 9 else default
 
     async def index(request: Request) -> Response:
-        groups = cat.rollouts()
+        only = q(request, "all") or None
+        groups, totals = cat.rollouts(None if only else 20, only)
         live = any(i.status == "running" for infos in groups.values() for i in infos)
         tpl = "_rollouts.html.j2" if q(request, "fragment") else "index.html.j2"
-        return page(tpl, request, live=live, groups=groups)
+        return page(tpl, request, live=live, groups=groups, totals=totals, only=only)
 
     async def rollout(request: Request) -> Response:
         name, rid = request.path_params["name"], request.path_params["rid"]
@@ -148,9 +155,11 @@ def create_app(data_dir: str | Path, min_age_sec: float | None = None) -> Starle
         arms = sorted({(r["agent"], r["model"], r["options"]) for r in s["rows"]})
         tasks = sorted({r["task"] for r in s["rows"]})
         tasks_page, tpage, tpages = T.paginate(tasks, qint(request, "tpage"), TASKS_PER_PAGE)
-        grid = {(r["task"], r["agent"], r["model"], r["options"]): r for r in s["rows"] if r["task"] in set(tasks_page)}
+        on_page = set(tasks_page)
+        grid = {(r["task"], r["agent"], r["model"], r["options"]): r for r in s["rows"] if r["task"] in on_page}
+        rows = [r for r in s["rows"] if r["task"] in on_page]
         status = D.live_status(m)
-        ctx = dict(name=name, rid=rid, m=m, s=s, status=status, runs=runs, matched=matched, f=f, page=pg,
+        ctx = dict(name=name, rid=rid, m=m, s=s, status=status, runs=runs, rows=rows, matched=matched, f=f, page=pg,
                    pages=max(1, -(-matched // RUNS_PER_PAGE)), arms=arms, tasks=tasks_page, grid=grid,
                    tpage=tpage, tpages=tpages, agents=sorted({t.agent for t in m.tasks}),
                    models=sorted({t.model for t in m.tasks}))
@@ -178,7 +187,8 @@ def create_app(data_dir: str | Path, min_age_sec: float | None = None) -> Starle
         return r
 
     async def compare(request: Request) -> Response:
-        choices = [f"{n}/{i.rollout_id}" for n, infos in cat.rollouts().items() for i in infos]
+        choices = [f"{n}/{rid}" for n in cat.store.list_benchmarks() if D.NAME_RE.match(n)
+                   for rid in reversed(cat.store.list_rollouts(n))]
         a, b, match = q(request, "a"), q(request, "b"), q(request, "match", "auto")
         res, error = None, None
         if a and b:
@@ -216,6 +226,7 @@ def create_app(data_dir: str | Path, min_age_sec: float | None = None) -> Starle
     ]
     app = Starlette(routes=routes, exception_handlers={D.NotFound: not_found, ConfigError: bad_data})
     app.state.catalog = cat
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     app.add_middleware(_SecurityHeaders)
     return app
 

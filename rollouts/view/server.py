@@ -2,7 +2,8 @@
 
 Binding: ``127.0.0.1`` by default. A host that is not a loopback address exposes every
 trajectory, diff and log of the data directory to the network, so it needs ``allow_remote``
-(the CLI's ``--allow-remote``); without it :func:`check_host` raises ConfigError (exit 2).
+(the CLI's ``--allow-remote``); without it :func:`check_host` raises ConfigError (exit 2). A
+local viewer answers only requests whose Host header is a local name (DNS-rebinding guard).
 """
 
 from __future__ import annotations
@@ -45,14 +46,15 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def make_server(data_dir: str | Path, sock: socket.socket, log_level: str = "warning"):
+def make_server(data_dir: str | Path, sock: socket.socket, log_level: str = "warning", any_host: bool = False):
     """A ``uvicorn.Server`` for the viewer app (``server.run(sockets=[sock])`` serves until
-    ``server.should_exit`` is set)."""
+    ``server.should_exit`` is set). Only local Host headers are answered unless ``any_host``."""
     import uvicorn
 
-    from rollouts.view.app import create_app
+    from rollouts.view.app import LOCAL_HOSTS, create_app
 
-    config = uvicorn.Config(create_app(data_dir), log_level=log_level, access_log=False, lifespan="off")
+    app = create_app(data_dir, allowed_hosts=["*"] if any_host else LOCAL_HOSTS)
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off")
     return uvicorn.Server(config)
 
 
@@ -62,7 +64,7 @@ def serve(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, allow
     OSError (exit 3 in the CLI) if the port is taken."""
     check_host(host, allow_remote)
     sock = bind(host, port)
-    server = make_server(data_dir, sock)  # imports and the app first: the first page is not kept waiting
+    server = make_server(data_dir, sock, any_host=not is_local(host))  # imports and the app first: the first page is not kept waiting
     where = "local only" if is_local(host) else "REACHABLE FROM THE NETWORK (--allow-remote)"
     shown = f"[{host}]" if ":" in host else host
     say(f"[rollouts] viewer on http://{shown}:{sock.getsockname()[1]}/ ({where}; read-only view of "
