@@ -24,7 +24,7 @@ from pathlib import Path
 from secrets import token_hex
 
 from rollouts.errors import GradingIntegrityError, OversizeDiffError, SandboxError
-from rollouts.redact import REDACTED, redact, secret_values
+from rollouts.redact import REDACTED, is_secret, redact, secret_values
 from rollouts.sandbox.base import Sandbox
 from rollouts.store import atomic_write
 
@@ -79,7 +79,7 @@ def setup_workspace(sandbox: Sandbox, task, workdir: str, timeout: float = 120) 
 
 def redact_bytes(data: bytes, secrets: list[str]) -> bytes:
     """``data`` with every secret (UTF-8 encoded) replaced by ``***``, longest first."""
-    for s in sorted({s for s in secrets if s}, key=len, reverse=True):
+    for s in sorted({s for s in secrets if is_secret(s)}, key=len, reverse=True):
         data = data.replace(s.encode("utf-8", "surrogateescape"), REDACTED.encode())
     return data
 

@@ -139,7 +139,13 @@ def test_bad_values_are_config_errors_naming_task_toml(tmp_path):
     (d / "task.toml").write_text("[environment]\nmemory = '2X'\n")
     with pytest.raises(ConfigError) as e:
         load_task(d)
-    assert "task.toml" in str(e.value) and "environment.memory" in str(e.value)
+    assert "task.toml: environment" in str(e.value) and "memory: invalid size '2X'" in str(e.value)
+    (d / "task.toml").write_text("[environment]\ncpus = 'two'\n")
+    with pytest.raises(ConfigError, match=r"task.toml: environment.cpus"):
+        load_task(d)
+    (d / "task.toml").write_text("[task]\nname = 'no-namespace'\n")
+    with pytest.raises(ConfigError, match=r"task.toml: task.name"):
+        load_task(d)
     (d / "task.toml").write_text("[agent\n")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_task(d)
@@ -212,3 +218,19 @@ def test_verifier_error_says_the_verifier_needed_the_network(tmp_path):
     assert msg.endswith("the verifier wrote no reward file")
     log.write_text("AssertionError: wrong answer\n")
     assert explain_verifier_error(t, tmp_path, "x") == "x"
+
+
+def test_templates_never_written_out_resolved(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("HB_FIXTURE_WORD", "sk-secret-value-123")
+    t = load_task(FIX / "harbor/solution-env")
+    assert t.meta.solution_env == {"WORD": "sk-secret-value-123"}  # resolved for the run
+    assert t.env_templates == {"tests.env": {"EXPECTED_WORD": "${HB_FIXTURE_WORD:-platypus}"},
+                               "solution_env": {"WORD": "${HB_FIXTURE_WORD:-platypus}"}}
+    out = tmp_path / "conv"
+    p = run_cli("tasks", "convert", str(FIX / "harbor/solution-env"), "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    text = (out / "tb_meta.json").read_text()
+    assert "sk-secret-value-123" not in text and '"WORD": "${HB_FIXTURE_WORD:-platypus}"' in text
+    p = run_cli("tasks", "show", "--json", str(FIX / "harbor/solution-env"))
+    assert "sk-secret-value-123" not in p.stdout and "${HB_FIXTURE_WORD:-platypus}" in p.stdout
+    assert load_task(out).meta.solution_env == {"WORD": "sk-secret-value-123"}  # tb_meta expands too
