@@ -178,6 +178,30 @@ def test_rollout_list_reads_only_the_newest_20_per_benchmark(data):
     shutil.rmtree(data[0] / "rollouts" / "nightly")
 
 
+def test_rollout_list_serves_the_previous_line_while_it_refreshes(data):
+    from rollouts.store import Store
+    from tests.view_fixture import make_manifest
+
+    store = Store(data[0])
+    rid = "20260107__00-00-00"
+    m = make_manifest("swr", rid, store, [{"status": "running"}, {"status": "running"}], status="running")
+    m.host, m.pid = __import__("socket").gethostname(), os.getpid()
+    store.write_manifest(m)
+    app = create_app(data[0], min_age_sec=0)
+    c = TestClient(app, base_url="http://127.0.0.1")
+    assert "0/2 done" in c.get("/?all=swr").text
+    m.results[0].status, m.results[0].reward = "completed", 1.0
+    store.write_manifest(m)
+    first = c.get("/?all=swr").text  # the previous line, never waiting for the new summary
+    for _ in range(100):
+        if app.state.catalog.refreshing() == 0 and "1/2 done" in c.get("/?all=swr").text:
+            break
+        time.sleep(0.05)
+    assert "1/2 done" in c.get("/?all=swr").text and ("0/2 done" in first or "1/2 done" in first)
+    assert "1/2 done" in c.get(f"/r/swr/{rid}").text or "completed 1" in c.get(f"/r/swr/{rid}").text
+    shutil.rmtree(data[0] / "rollouts" / "swr")
+
+
 def test_big_trajectory_is_paginated():
     t = shell_trajectory(1200, out_chars=4000)  # ~5 MB of JSON
     v = build(t, page=3)
