@@ -221,7 +221,8 @@ def test_verify_toolchain():
     ok = ["/workspace", "/workspace/a.py", "/usr", "/usr/sbin", "/usr/sbin/docker-init", "/tmp", "/tmp/x", "/root"]
     verify_toolchain(_ChangedSandbox(ok))
     for bad in (["/usr", "/usr/local/bin", "/usr/local/bin/timeout"], ["/etc", "/etc/ld.so.preload"],
-                ["/etc/passwd"], ["/usr/lib/python3/dist-packages/_pytest/runner.py"], ["/usr/bin"]):
+                ["/etc/passwd"], ["/usr/lib/python3/dist-packages/_pytest/runner.py"], ["/usr/bin"],
+                ["/etc/python3.11", "/etc/python3.11/sitecustomize.py"], ["/lib64"]):
         with pytest.raises(GradingIntegrityError, match=bad[-1]):
             verify_toolchain(_ChangedSandbox(ok + bad))
     with pytest.raises(GradingIntegrityError, match="cannot list"):
