@@ -38,6 +38,7 @@ class _Run:
     exchanges: list[Exchange] = field(default_factory=list)
     refused: int = 0
     seq: int = 0
+    peer: str | None = None  # the only source address the token is accepted from (bind_peer)
 
 
 def _texts(obj: Any, out: list[str]) -> None:
@@ -172,6 +173,14 @@ class Gateway:
         with self._lock:
             return run.refused > 0 or self._exhausted(run)
 
+    def bind_peer(self, run_id: str, address: str) -> None:
+        """Accept the run's token only from ``address`` (its sandbox's IP on the gateway network,
+        :func:`rollouts.gateway.network.sandbox_address`): another sandbox holding the token is
+        refused like one without. KeyError if the run is unknown."""
+        run = self._run(run_id)
+        with self._lock:
+            run.peer = address
+
     def unregister(self, run_id: str) -> None:
         """Revoke the run's token and drop its records (read them first). Idempotent."""
         with self._lock:
@@ -224,6 +233,8 @@ class Gateway:
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
         with self._lock:
             run = self._by_token.get(token) if token else None
+            if run is not None and run.peer is not None and (request.client is None or request.client.host != run.peer):
+                run = None  # a valid token, used from another sandbox
             if run is None:
                 self.unauthenticated += 1
         return run

@@ -155,6 +155,16 @@ def _remove_network(net) -> None:
         pass
 
 
+def sandbox_address(client: docker.DockerClient, container_id: str, network_name: str) -> str:
+    """The IPv4 address a started container has on ``network_name`` (for ``Gateway.bind_peer``).
+    Raises SandboxError if it is not attached."""
+    nets = client.api.inspect_container(container_id)["NetworkSettings"]["Networks"] or {}
+    addr = (nets.get(network_name) or {}).get("IPAddress")
+    if not addr:
+        raise SandboxError(f"container {container_id[:12]} has no address on network {network_name}")
+    return addr
+
+
 def list_gateway_networks(client: docker.DockerClient, rollout_id: str | None = None) -> list[dict]:
     """Gateway networks of this tool (optionally of one rollout): dicts id, name, labels."""
     filters = {"label": [f"{LABEL_TOOL}={TOOL_NAME}", f"{LABEL_KIND}={KIND_GATEWAY_NET}"]}
