@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from rollouts.config import BenchmarkConfig
 from rollouts.errors import EXIT_CONFIG, EXIT_ENV, EnvironmentNotReady
+from rollouts.grading.integrity import task_label
 
 
 def missing_images_lines(cfg: BenchmarkConfig) -> list[str]:
@@ -46,7 +47,8 @@ def check_report(cfg: BenchmarkConfig, config: str, skip_unsupported: bool, echo
              f"({x['total']} found, {x['matched']} after include/exclude)", markup=False)
     for e in cfg.entries:
         echo(f"ok  {e.where or f'tasks[{e.index}]'} {e.task.name:24} [{e.task.format}] agent={e.agent} "
-             f"model={e.model} rollouts={e.rollouts} timeout={e.agent_timeout_sec:g}s", markup=False)
+             f"model={e.model} rollouts={e.rollouts} timeout={e.agent_timeout_sec:g}s "
+             f"grading={task_label(e.task.meta)}", markup=False)
     for s in cfg.skipped:
         echo(f"unsupported  {s.where} {s.task_name} ({s.task_dir}): {'; '.join(s.reasons)}", markup=False)
     try:
