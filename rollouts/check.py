@@ -26,6 +26,19 @@ def missing_images_lines(cfg: BenchmarkConfig) -> list[str]:
             for ref, names in sorted(missing.items())]
 
 
+def cpu_notes(cfg: BenchmarkConfig) -> list[str]:
+    """One note per task asking for more CPUs than the Docker engine has (it runs capped)."""
+    entries = [e for e in cfg.entries if e.backend == "docker"]
+    if not entries:
+        return []
+    from rollouts.sandbox.docker import docker_client, engine_cpus
+
+    have = engine_cpus(docker_client())
+    seen: dict[str, float] = {e.task.name: e.resources.cpus for e in entries if e.resources.cpus > have}
+    return [f"note: {name} asks for {cpus:g} CPUs; the engine has {have:g}: it runs with {have:g}"
+            for name, cpus in seen.items()]
+
+
 def check_report(cfg: BenchmarkConfig, config: str, skip_unsupported: bool, echo: Callable[..., None]) -> int:
     """Print the expansion, entries, unsupported tasks and missing images; return the exit code
     (0 ok, 2 unsupported tasks without ``skip_unsupported``, 3 missing images)."""
@@ -40,6 +53,8 @@ def check_report(cfg: BenchmarkConfig, config: str, skip_unsupported: bool, echo
         echo(f"unsupported  {s.where} {s.task_name} ({s.task_dir}): {'; '.join(s.reasons)}", markup=False)
     try:
         lines = missing_images_lines(cfg)
+        for note in cpu_notes(cfg):
+            echo(note, markup=False)
     except EnvironmentNotReady as e:
         lines = []
         echo(f"note: base images not checked ({e})", markup=False)
