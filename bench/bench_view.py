@@ -56,6 +56,33 @@ def fetch(port: int, path: str) -> tuple[float, float, int]:
     return t1 - t0, t2 - t0, n
 
 
+def browser_timings(port: int, pages: list[tuple[str, str]]) -> None:
+    """In headless Chromium (Debian chromium + chromium-driver, if installed): milliseconds from
+    navigation start to the load event and the DOM size of each page — whether the page renders
+    without freezing, not only how fast the server answers."""
+    if not (os.path.exists("/usr/bin/chromium") and os.path.exists("/usr/bin/chromedriver")):
+        print("browser: chromium/chromedriver not installed, skipped")
+        return
+    os.environ["SE_OFFLINE"] = "true"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    drv = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    try:
+        print(f"{'in the browser':42} {'load event':>10} {'DOM nodes':>10}")
+        for label, path in pages:
+            drv.get(f"http://127.0.0.1:{port}{path}")
+            ms = drv.execute_script("const t = performance.getEntriesByType('navigation')[0]; return t.loadEventEnd - t.startTime;")
+            nodes = drv.execute_script("return document.getElementsByTagName('*').length;")
+            print(f"{label:42} {ms:8.0f}ms {nodes:10d}")
+    finally:
+        drv.quit()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=10_000)
@@ -115,6 +142,9 @@ def main() -> None:
         print(f"  rollout list TTFB (previous line served) {med(stale):8.0f}ms")
         print(f"  rollout list up to date after            {med(fresh):8.0f}ms  (parse + summarize of {a.runs} runs)")
         print(f"  one rollout page TTFB (re-read first)    {med(page):8.0f}ms")
+        browser_timings(port, [("rollout list", "/"), ("one rollout", f"/r/big/{info['rid']}"),
+                               (f"one run ({a.steps} steps)", f"/run/{info['run']}"),
+                               ("one run, 5 MB trajectory", f"/run/{five_mb}")])
         print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         srv.should_exit = True
         th.join(timeout=10)

@@ -211,3 +211,17 @@ def test_registry_from_an_http_url(tmp_path, registry):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_check_classifies_unsupported_tasks(run_cli, tmp_path):
+    cfg = write(tmp_path, f'[[datasets]]\npath = "{FIX / "harbor-unsupported"}"\nagent = "oracle"\n'
+                f'[[datasets]]\npath = "{FIX / "terminal_bench"}"\ninclude = ["hello-*"]\nagent = "oracle"\n'
+                '[images]\n"ghcr.io/laude-institute/t-bench/python-3-13:20250620" = "rollouts-base"\n')
+    p = run_cli("check", str(cfg))
+    assert p.returncode == 2, p.stdout + p.stderr
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("unsupported  ")]
+    assert len(lines) == 5
+    assert any("datasets[0] fixtures/windows" in ln and "environment.os = 'windows'" in ln for ln in lines)
+    assert "1 of 6 tasks runnable" in p.stdout and "5 unsupported" in p.stdout
+    p = run_cli("check", str(cfg), "--skip-unsupported")
+    assert p.returncode == 0, p.stdout + p.stderr

@@ -87,6 +87,9 @@ def test_unsupported_refused_without_the_flag_and_missing_images_reported(rollou
     p = run_cli("run", str(rollout["cfg"]), data_dir=tmp_path / "d")
     assert p.returncode == 2, p.stdout + p.stderr
     assert "14 task(s) cannot run here" in p.stderr and "fixtures/windows" in p.stderr
+    p = run_cli("check", str(rollout["cfg"]), "--skip-unsupported", data_dir=tmp_path / "d")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "note: fixtures/metrics asks for 64 CPUs; the engine has" in p.stdout  # and it ran (capped)
     cfg = tmp_path / "noimages.toml"
     cfg.write_text(f'name = "noimg"\n[[datasets]]\npath = "{FIX / "harbor"}"\nagent = "oracle"\n')
     for cmd in ("check", "run"):

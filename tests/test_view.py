@@ -124,6 +124,7 @@ def test_compare_pages(client, data):
     r = client.get(f"/compare?a=demo/{ids['rid']}&b=demo/{ids['rid2']}").text
     assert "No significant difference" in r or "significantly" in r
     assert "fix_bug_stats" in r and "B wins" in r
+    assert f"/runs/compare?a={ids['rid']}-0&b={ids['rid2']}-0" in r  # same task and arm, A vs B
     side = client.get(f"/runs/compare?a={ids['runs'][0]}&b={ids['runs'][1]}").text
     assert side.count("<h2>") >= 2 and "VERIFIER-OUTPUT" in side
 

@@ -200,7 +200,12 @@ def create_app(data_dir: str | Path, min_age_sec: float | None = None,
                 error = f"unknown match {match!r}"
             else:
                 res = cat.compare(sa, sb, match)
-        return page("compare.html.j2", request, choices=choices, a=a, b=b, match=match, res=res, error=error)
+                firsts = [_first_runs(cat.manifest(*sa)), _first_runs(cat.manifest(*sb))]
+        pairs = {} if res is None else {
+            r["key"]: (firsts[0].get((r["task"], r["arm_a"])), firsts[1].get((r["task"], r["arm_b"])))
+            for r in res["keys"]}
+        return page("compare.html.j2", request, choices=choices, a=a, b=b, match=match, res=res, error=error,
+                    pairs=pairs)
 
     def runs_compare(request: Request) -> Response:
         sides = []
@@ -230,6 +235,16 @@ def create_app(data_dir: str | Path, min_age_sec: float | None = None,
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     app.add_middleware(_SecurityHeaders)
     return app
+
+
+def _first_runs(m) -> dict[tuple[str, str], str]:
+    """(task, arm label as compare prints it) -> the first finished run of that key (the side by
+    side link of a compare row)."""
+    out: dict[tuple[str, str], str] = {}
+    for r in m.results:
+        if r.status in FINAL_STATUSES:
+            out.setdefault((r.task_name, arm_label(r.agent, r.model, r.agent_options)), r.run_id)
+    return out
 
 
 def _ref(s: str) -> tuple[str, str]:
