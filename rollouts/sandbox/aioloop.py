@@ -132,6 +132,22 @@ def sleep(seconds: float) -> None:
         time.sleep(seconds)
 
 
+def wait_event(event: threading.Event, timeout: float | None = None) -> bool:
+    """``event.wait(timeout)`` that, in a cooperative run, polls every 0.1 s while suspending the
+    run (an Event cannot wake a greenlet); returns whether the event is set."""
+    if not cooperative():
+        return event.wait(timeout)
+    import time
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not event.is_set():
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return False
+        _await(asyncio.sleep(0.1 if left is None else min(0.1, left)))
+    return True
+
+
 def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)`` for a call that blocks on I/O other than the sandbox's (an HTTP
     request to a model): in a cooperative run it goes to a bounded pool of ``_OFFLOAD_THREADS``
