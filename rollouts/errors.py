@@ -102,3 +102,42 @@ class SandboxCapacityError(SandboxError):
     would wait that long again."""
 
     error_kind = "infra"
+
+
+class SandboxFileNotFound(SandboxError, FileNotFoundError):
+    """A path asked of the sandbox (``get_file``/``get_dir``) does not exist there. Both a
+    :class:`SandboxError` (the interface's promise) and a ``FileNotFoundError`` (what callers
+    that treat "missing" as an answer catch). Escaping a run, it is infra (a copy-out failed)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        super().__init__(f"not found in the sandbox: {path}")
+
+
+class OutputLimitExceeded(RolloutsError):
+    """Something the agent left is larger than the cap the harness reads (a file copied out of
+    the sandbox, a diff): ``what`` names it, ``size`` (bytes, None = unknown, only known to be
+    over) and ``limit`` (bytes). Not infra (retrying gives the same size): an agent failure."""
+
+    error_kind = "agent"
+
+    def __init__(self, what: str, limit: int, size: int | None = None):
+        self.what, self.limit, self.size = what, limit, size
+        got = f"{size} bytes" if size is not None else f"more than {limit} bytes"
+        super().__init__(f"{what} is larger than the {limit}-byte cap ({got})")
+
+
+class ContextOverflow(ModelError):
+    """The endpoint refused the prompt as longer than the model's context window (HTTP 400 with
+    a context-length error); an agent may shrink its prompt and call again."""
+
+
+class DeadlineExceeded(RolloutsError):
+    """A wait inside a run (model call, retry back-off, model-slot queue, sandbox call) would end
+    after the run's agent deadline: the run ends as ``agent_timeout`` (status, not an error)."""
+
+    error_kind = "agent"
+
+
+class Cancelled(Exception):  # noqa: N818 - a state, not an error
+    """The rollout was cancelled while this run was in progress (status ``cancelled``)."""

@@ -9,6 +9,11 @@ A task image is built from the task's Dockerfile, which must start ``ARG BASE_IM
 ``FROM ${BASE_IMAGE}``; it is tagged ``rollouts-task-<name>:<digest12>`` where the digest covers
 the base image id and every file of the build context, so an existing tag means nothing to build.
 Concurrent callers (threads and processes) build each image once.
+
+Ownership: a task image is built FROM :func:`owner_base_image` — the base image re-labelled with
+this harness process's owner labels (pid, host, process start time; ``rollouts.kind=build``) —
+so every intermediate build container and layer names a live owner, and ``clean``
+(:func:`remove_build_leftovers`) removes only what is provably orphaned, never a running build.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import docker.errors
 from filelock import FileLock
 
 from rollouts.errors import ConfigError, EnvironmentNotReady, ImageBuildError
+from rollouts.run.owner import is_orphan, owner_labels
 from rollouts.task import Task, dir_digest
 
 Log = Callable[[str], None]
@@ -328,7 +334,7 @@ def ensure_task_image(client: docker.DockerClient, task: Task, log: Log | None =
                 path=str(df.parent),
                 dockerfile=df.name,
                 tag=ref,
-                buildargs={"BASE_IMAGE": base_ref},
+                buildargs={"BASE_IMAGE": owner_base_image(client, base_ref)},
                 pull=False,
                 rm=True,
                 forcerm=True,
@@ -353,30 +359,57 @@ def ensure_task_image(client: docker.DockerClient, task: Task, log: Log | None =
     return ref
 
 
-def remove_build_leftovers(client: docker.DockerClient, dry_run: bool = False) -> list[str]:
-    """Remove (or with ``dry_run`` only list) build leftovers carrying ``rollouts.tool=rollouts``.
+OWNER_REPO = "rollouts-owner"
+_owner_lock = threading.Lock()
 
-    Leftovers are dangling images (e.g. the last good layer of a failed task build) and stopped
-    containers that are not sandboxes (no ``rollouts.rollout_id`` label), such as intermediate
-    build containers. Returns ``"image:<id12>"`` / ``"container:<id12>"`` entries; items Docker
-    refuses to remove (still in use) are skipped. Meant for ``clean``, not while builds run (a
-    build's newest layer is briefly dangling). Raises docker.errors.APIError if listing fails.
-    """
+
+def owner_base_image(client: docker.DockerClient, base_ref: str) -> str:
+    """``base_ref`` with this harness process's owner labels and ``rollouts.kind=build`` (a
+    never-started container committed: no new files), tagged ``rollouts-owner:<pid>-<start>-<base12>``.
+    Builds FROM it, so their intermediate containers and layers carry the owner. Made once per
+    process and base. ImageBuildError if the engine refuses."""
+    labels = {**owner_labels(), LABEL_KIND: "build"}
+    base_id = client.images.get(base_ref).id.split(":")[-1][:12]
+    tag = f"{labels['rollouts.pid']}-{labels['rollouts.pid_start'].replace('.', '')}-{base_id}"
+    ref = f"{OWNER_REPO}:{tag}"
+    with _owner_lock:
+        if _image_exists(client, ref):
+            return ref
+        try:
+            c = client.api.create_container(base_ref, command=["true"], labels=labels)
+            try:
+                client.api.commit(c["Id"], repository=OWNER_REPO, tag=tag)
+            finally:
+                client.api.remove_container(c["Id"], force=True)
+        except docker.errors.APIError as e:
+            raise ImageBuildError(f"cannot label the base image for building: {e.explanation or e}") from None
+    return ref
+
+
+def remove_build_leftovers(client: docker.DockerClient, dry_run: bool = False) -> list[str]:
+    """Remove (or with ``dry_run`` only list) build leftovers that are provably orphaned: their
+    owner labels (:func:`owner_base_image`) name a harness process that is gone
+    (:func:`rollouts.run.owner.is_orphan`). Containers that are not sandboxes (no run label, e.g.
+    intermediate build containers), dangling images (e.g. the last good layer of a failed build)
+    and owner tags. Anything without an owner — or whose owner lives, such as another rollout's
+    running build — is left alone. Returns ``"image:<id12>"`` / ``"container:<id12>"`` /
+    ``"owner-tag:<tag>"`` entries; items Docker refuses to remove (in use) are skipped. Raises
+    docker.errors.APIError if listing fails."""
     label = f"{LABEL_TOOL}={TOOL_NAME}"
     found: list[str] = []
-    conts = client.containers.list(
-        all=True, filters={"label": label, "status": ["created", "exited", "dead"]}
-    )
-    for c in conts:
-        if "rollouts.rollout_id" in (c.labels or {}):
+    for c in client.api.containers(all=True, filters={"label": label}):
+        labels = c.get("Labels") or {}
+        if "rollouts.run_id" in labels or not is_orphan(labels):
             continue
         try:
             if not dry_run:
-                c.remove(force=True)
-            found.append(f"container:{c.id[:12]}")
+                client.api.remove_container(c["Id"], force=True)
+            found.append(f"container:{c['Id'][:12]}")
         except docker.errors.APIError:  # gone meanwhile (NotFound) or refused
             continue
     for img in client.images.list(filters={"dangling": True, "label": label}):
+        if not is_orphan(img.labels or {}):
+            continue
         short = img.id.split(":")[-1][:12]
         try:
             if not dry_run:
@@ -384,4 +417,14 @@ def remove_build_leftovers(client: docker.DockerClient, dry_run: bool = False) -
             found.append(f"image:{short}")
         except docker.errors.APIError:  # in use by a container or another build: not a leftover
             continue
+    for img in client.images.list(name=OWNER_REPO):
+        if not is_orphan(img.labels or {}):
+            continue
+        for tag in img.tags:
+            try:
+                if not dry_run:
+                    client.images.remove(tag, noprune=False)  # only untags while task images use it
+                found.append(f"owner-tag:{tag}")
+            except docker.errors.APIError:
+                continue
     return found

@@ -1,18 +1,19 @@
 """One run's lifecycle: image → sandbox → workspace → agent → artifacts → grading.
 
-``execute_run`` owns one attempt and its timeouts; it returns the updated :class:`RunRecord`
-fields. Infrastructure failures (:class:`SandboxError`) propagate so the runner can retry them;
-everything else that goes wrong is recorded on the run (agent, model, verifier errors).
-Phase wall times (seconds) go to ``record.timings``: image, sandbox_start, setup, agent, collect,
-verifier, total.
+:func:`execute_run` owns one attempt and its timeouts and returns its
+:class:`~rollouts.run.outcome.RunOutcome`; it never raises: every exception becomes an outcome
+through the one mapping in :mod:`rollouts.run.outcome` (infra outcomes are retried by the
+runner). What the agent's own ``run`` raises is the agent's failure (kind ``agent``), except our
+typed errors (``SandboxError`` stays infra, ``ModelError`` model, ``DeadlineExceeded`` ends the
+agent phase as a timeout). Phase wall times (seconds) go to ``timings``: image, sandbox_start,
+setup, agent, collect, verifier, total.
 """
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,21 +22,14 @@ from pathlib import Path
 from rollouts import task_runtime
 from rollouts.agents import AgentContext, AgentResult, get_agent
 from rollouts.config import TaskEntry
-from rollouts.errors import ModelError, SandboxError
+from rollouts.errors import Cancelled, DeadlineExceeded, ModelError, RolloutsError, SandboxError
 from rollouts.grading.grade import grade_fresh, grade_shared, start_grading_sandbox
 from rollouts.grading.integrity import task_label
 from rollouts.redact import redact
-from rollouts.sandbox.base import (
-    LABEL_HOST,
-    LABEL_PID,
-    LABEL_ROLLOUT,
-    LABEL_RUN,
-    LABEL_TOOL,
-    TOOL_NAME,
-    SandboxBackend,
-    SandboxSpec,
-)
-from rollouts.store import RunRecord, Usage, atomic_write, now_iso
+from rollouts.run.outcome import RunOutcome, outcome_of
+from rollouts.run.owner import labels_for
+from rollouts.sandbox.base import SandboxBackend, SandboxSpec
+from rollouts.store import RunRecord, Usage, atomic_write
 
 
 @dataclass
@@ -53,18 +47,7 @@ class RunEnv:
     grade: bool = True
 
 
-class Cancelled(Exception):
-    """The rollout was cancelled while this run was in progress."""
-
-
-def labels_for(rollout_id: str, run_id: str) -> dict[str, str]:
-    return {
-        LABEL_TOOL: TOOL_NAME,
-        LABEL_ROLLOUT: rollout_id,
-        LABEL_RUN: run_id,
-        LABEL_PID: str(os.getpid()),
-        LABEL_HOST: socket.gethostname(),
-    }
+__all__ = ["Cancelled", "RunEnv", "execute_run", "labels_for", "record_infra_failure"]
 
 
 class _RunLog:
@@ -100,21 +83,33 @@ def _untrack(env: RunEnv, run_id: str) -> None:
         env.active.pop(f"{run_id}:verifier", None)
 
 
-def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) -> RunRecord:
-    """Run one attempt of ``rec`` to a final status. SandboxError = infra (caller retries)."""
-    task = entry.task
+def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) -> RunOutcome:
+    """Run one attempt of ``rec`` to its outcome (``rec`` is read, not changed). Never raises:
+    an exception ends the attempt as the outcome :func:`~rollouts.run.outcome.outcome_of` maps it
+    to, with the timings, usage and image known so far."""
+    got: dict = {"timings": {}}
     t_start = time.monotonic()
-    timings: dict[str, float] = {}
-    rec.started_at = rec.started_at or now_iso()
-    rec.integrity = task_label(task.meta)  # grading integrity (rollouts/grading/integrity.py)
+    try:
+        out = _life(rec, entry, env, run_dir, got)
+    except Exception as e:  # noqa: BLE001 - the one place any exception becomes an outcome
+        out = outcome_of(e, env.secrets, run_dir, **got)
+    out.timings["total"] = round(time.monotonic() - t_start, 3)
+    return out
+
+
+def _life(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path, got: dict) -> RunOutcome:
+    """One run's life, top to bottom. ``got`` collects what is known so far (timings, image,
+    usage, steps) for the outcome of an exception."""
+    task = entry.task
+    timings = got["timings"]
+    got["integrity"] = task_label(task.meta)  # grading integrity (rollouts/grading/integrity.py)
     log = _RunLog(run_dir / "logs" / "agent.log", rec.run_id, env)
 
     def phase(name: str, t0: float) -> None:
         timings[name] = round(time.monotonic() - t0, 3)
 
     t0 = time.monotonic()
-    image = env.backend.task_image(task, log=log)
-    rec.image = image
+    image = got["image"] = env.backend.task_image(task, log=log)
     phase("image", t0)
     res = entry.resources
     agent_timeout = entry.agent_timeout_sec
@@ -122,7 +117,7 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
     t0 = time.monotonic()
     # Installed agents: their layer (built once, then ~0 s) and the version pinned on the run.
     volumes = agent.prepare(env.backend, entry.agent_options, image, log)
-    rec.agent_options = agent.pinned_options(entry.agent_options)
+    got["agent_options"] = agent.pinned_options(entry.agent_options)
     phase("agent_setup", t0)
     spec = SandboxSpec(
         image=image,
@@ -141,6 +136,7 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
     workdir = task.meta.environment.workdir
     sb = env.backend.create(spec)
     prewarm: Future | None = None
+    error_kind: str | None = None
     try:
         t0 = time.monotonic()
         sb.start()
@@ -156,35 +152,47 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
         t0 = time.monotonic()
         base = task_runtime.prepare(sb, task, workdir, timeout=task.meta.timeouts.setup_sec)
         phase("setup", t0)
-        rec.launch_rc = 0
         t0 = time.monotonic()
         ctx = AgentContext(
             sandbox=sb, task=task, workdir=workdir, run_dir=run_dir,
             deadline=time.monotonic() + agent_timeout, env=dict(entry.environment_variables),
-            options=dict(entry.agent_options), model=entry.model, client=client, log=log,
+            options=agent.Options.model_validate(entry.agent_options), model=entry.model, client=client, log=log,
         )
+        if client is not None:
+            client.deadline = ctx.deadline  # every model wait (attempts, back-off, slot queue) ends by it
         try:
             result = agent.run(ctx)
+        except (SandboxError, Cancelled):
+            raise  # infra (retried) / cancelled
+        except DeadlineExceeded as e:  # a wait inside the agent hit the deadline: its timeout
+            result = AgentResult(status="timeout", notes=f"Agent wall-time limit reached: {e}\n")
         except ModelError as e:
             result = AgentResult(status="error", error=f"model error: {e}", notes=f"Model error: {e}\n")
-            rec.error_kind = "model"
+            error_kind = "model"
+        except RolloutsError:
+            raise  # typed: its own kind
+        except Exception as e:  # noqa: BLE001 - whatever agent code raises is the agent's failure
+            log("agent raised:\n" + "".join(traceback.format_exception(type(e), e, e.__traceback__)))
+            result = AgentResult(status="error", error=f"agent {entry.agent!r} raised {type(e).__name__}: {e}",
+                                 notes=f"The agent failed: {type(e).__name__}: {e}\n")
         phase("agent", t0)
         if env.cancel.is_set():
             raise Cancelled()
-        rec.steps = result.steps
+        got["steps"] = result.steps
         if client is not None:
-            rec.usage = Usage(**client.usage.to_dict())
+            got["usage"] = Usage(**client.usage.to_dict())
         t0 = time.monotonic()
         diff = task_runtime.collect(sb, task, workdir, base, run_dir / "artifacts",
                                     redact(result.notes, env.secrets), env.secrets)
         phase("collect", t0)
         agent_status = {"timeout": "agent_timeout", "error": "error"}.get(result.status, "completed")
+        error = None
         if result.status == "error":
-            rec.error_kind = rec.error_kind or "agent"
-            rec.error = redact(result.error or "agent failed", env.secrets)
-        if rec.error_kind == "model" or not env.grade:
-            rec.status = agent_status if env.grade else ("completed" if agent_status == "completed" else agent_status)
-            return _finish(rec, timings, t_start)
+            error_kind = error_kind or "agent"
+            error = redact(result.error or "agent failed", env.secrets)
+        base_out = RunOutcome(status=agent_status, error_kind=error_kind, error=error, launch_rc=0, **got)
+        if error_kind == "model" or not env.grade:
+            return base_out
         t0 = time.monotonic()
         if task.meta.tests.mode == "shared":
             # stops the agent's processes (rollouts/grading/stop.py), then grades in its sandbox
@@ -210,17 +218,13 @@ def execute_run(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path) ->
         _untrack(env, rec.run_id)
         if client is not None and hasattr(client, "close"):
             client.close()
-    rec.reward = out.reward
-    rec.metrics = out.metrics
+    graded = base_out.model_copy(update={"reward": out.reward, "metrics": out.metrics})
     if out.status == "error":
-        rec.status, rec.error_kind, rec.error = "error", out.error_kind, out.error
-        if out.error_kind == "verifier":
-            rec.error = task_runtime.explain_verifier_error(task, run_dir, out.error)
-    elif out.status == "verifier_timeout":
-        rec.status = "verifier_timeout"
-    else:
-        rec.status = agent_status
-    return _finish(rec, timings, t_start)
+        error = task_runtime.explain_verifier_error(task, run_dir, out.error) if out.error_kind == "verifier" else out.error
+        return graded.model_copy(update={"status": "error", "error_kind": out.error_kind, "error": error})
+    if out.status == "verifier_timeout":
+        return graded.model_copy(update={"status": "verifier_timeout"})
+    return graded
 
 
 _PREWARM_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="prewarm")
@@ -237,24 +241,13 @@ def _prewarmed(fut: Future | None):
         return None
 
 
-def _finish(rec: RunRecord, timings: dict[str, float], t_start: float) -> RunRecord:
-    timings["total"] = round(time.monotonic() - t_start, 3)
-    rec.timings = timings
-    rec.finished_at = now_iso()
-    return rec
-
-
-def record_infra_failure(run_dir: Path, attempt: int, err: BaseException) -> Path:
+def record_infra_failure(run_dir: Path, attempt: int, error: str) -> Path:
     """Move the failed attempt's files to ``<run_dir>/attempts/<n>/`` (kept, never deleted) and
-    write its error there; returns that folder."""
+    write its ``error`` (one line, already redacted) there; returns that folder."""
     dest = run_dir / "attempts" / str(attempt)
     dest.mkdir(parents=True, exist_ok=True)
     for p in list(run_dir.iterdir()) if run_dir.is_dir() else []:
         if p.name != "attempts":
             p.rename(dest / p.name)
-    atomic_write(dest / "error.txt", f"{type(err).__name__}: {err}\n")
+    atomic_write(dest / "error.txt", error + "\n")
     return dest
-
-
-def is_infra(err: BaseException) -> bool:
-    return isinstance(err, SandboxError)

@@ -117,8 +117,8 @@ def run_phase(run_dir: Path) -> tuple[str, str]:
     """(phase, last step) of a run in progress, from its folder: ``grading`` once artifacts are
     collected, ``agent`` once the agent logged a step (``[step N]``, ``[rlm …]``, ``[llm]``, ``$ cmd``)
     or wrote a trajectory, ``image build``
-    while ``logs/agent.log`` ends in a build that has not finished, else ``starting`` (image,
-    sandbox, workspace). The last step is the newest ``[step N] …`` / ``[rlm …]`` log line."""
+    while ``logs/agent.log`` ends in a build that has not finished, else ``before step 1`` (image,
+    sandbox, workspace, the agent's first model call: nothing on disk tells them apart). The last step is the newest ``[step N] …`` / ``[rlm …]`` log line."""
     run_dir = Path(run_dir)
     log = run_dir / "logs" / "agent.log"
     tail = ""
@@ -141,7 +141,7 @@ def run_phase(run_dir: Path) -> tuple[str, str]:
     built = [i for i, ln in enumerate(lines) if ln.startswith("built ")]
     if builds and (not built or built[-1] < builds[-1]):
         return "image build", last
-    return "starting", last
+    return "before step 1", last
 
 
 class LiveRuns:
@@ -201,14 +201,17 @@ class LiveRuns:
             finished, rewards, model_since = self.finished, list(self.rewards), self.model_since
         now = time.monotonic()
         t = Table(title=f"runs in progress ({len(running)})", title_justify="left", expand=False)
-        for col in ("run", "task", "agent", "model", "phase", "elapsed", "last step"):
-            t.add_column(col, overflow="ellipsis", no_wrap=True, max_width=60 if col == "last step" else 32)
+        # on a narrow terminal the last step gives way first; the other columns keep readable widths
+        narrow = self.console.width < 110
+        for col in ("run", "task", "agent", "model", "phase", "elapsed"):
+            t.add_column(col, overflow="ellipsis", no_wrap=True, max_width=14 if narrow and col != "phase" else 32)
+        t.add_column("last step", overflow="ellipsis", max_width=70)  # wrappable: collapses first
         bars = []
         for rec, since, seen in running[: self.MAX_ROWS]:
             phase, last = self._phase(rec)
             seen.setdefault(phase, now)
             t.add_row(rec.run_id.rsplit("-", 1)[-1], rec.task_name, rec.agent, rec.model, phase,
-                      f"{now - since:.0f}s", Text(last))
+                      f"{now - since:.0f}s", Text(last, no_wrap=True, overflow="ellipsis"))
             if phase in LONG_PHASES:
                 bars.append((f"{rec.task_name}: {phase}", now - seen[phase]))
         if len(running) > self.MAX_ROWS:

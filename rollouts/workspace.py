@@ -24,7 +24,7 @@ from pathlib import Path
 from secrets import token_hex
 
 from rollouts.errors import GradingIntegrityError, OversizeDiffError, SandboxError
-from rollouts.redact import REDACTED, redact, secret_values
+from rollouts.redact import REDACTED, is_secret, redact, secret_values
 from rollouts.sandbox.base import Sandbox
 from rollouts.store import atomic_write
 
@@ -37,6 +37,7 @@ GIT_ENV = {
     "GIT_COMMITTER_DATE": "2000-01-01T00:00:00+0000",
 }
 DIFF_MAX_BYTES = 32 * 1024 * 1024
+COLLECT_TIMEOUT_SEC = 300  # collection's in-sandbox timeout; a watchdog outside adds 15 s
 # Collection's git: no system or global config (HOME is the collection's temp dir), no pager,
 # no locks on the agent's repo, never a prompt.
 COLLECT_ENV = {
@@ -78,7 +79,7 @@ def setup_workspace(sandbox: Sandbox, task, workdir: str, timeout: float = 120) 
 
 def redact_bytes(data: bytes, secrets: list[str]) -> bytes:
     """``data`` with every secret (UTF-8 encoded) replaced by ``***``, longest first."""
-    for s in sorted({s for s in secrets if s}, key=len, reverse=True):
+    for s in sorted({s for s in secrets if is_secret(s)}, key=len, reverse=True):
         data = data.replace(s.encode("utf-8", "surrogateescape"), REDACTED.encode())
     return data
 
@@ -137,7 +138,7 @@ def collect_artifacts(
     env = {**GIT_ENV, **COLLECT_ENV, "W": workdir.rstrip("/") or "/", "BASE": base, "CAP": str(DIFF_MAX_BYTES),
            "SEP": sep, "NONCE": nonce}
     limit = DIFF_MAX_BYTES * 4 // 3 + 2 * 1024 * 1024
-    r = exec_watched(sandbox, _COLLECT, "collecting the agent's diff", 300, env=env, cwd="/", output_limit=limit)
+    r = exec_watched(sandbox, _COLLECT, "collecting the agent's diff", COLLECT_TIMEOUT_SEC, env=env, cwd="/", output_limit=limit)
     if r.exit_code == 87:
         size = r.stdout.split()[1] if len(r.stdout.split()) > 1 else "?"
         raise OversizeDiffError(f"the agent's diff is {size} bytes, over the cap of {DIFF_MAX_BYTES} bytes")

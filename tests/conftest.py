@@ -13,6 +13,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, str(ROOT / "scripts" / "eval_rollouts.py")]
 
+# Task fixtures carry their own hidden tests (test_*.py run inside sandboxes), never by this suite.
+collect_ignore_glob = ["fixtures/*", "redteam/*"]
+
 
 def _docker_ok() -> bool:
     try:

@@ -265,6 +265,7 @@ def test_unreachable_daemon_is_an_infra_error_and_retried(tmp_path, base_image, 
     docker-py connection error): the run is recorded as an infra failure, retried, and the rollout
     completes; the failed attempt's folder and error are kept."""
     import docker
+    from tenacity import wait_none
 
     from rollouts.config import load_config
     from rollouts.runner import Runner
@@ -284,8 +285,8 @@ def test_unreachable_daemon_is_an_infra_error_and_retried(tmp_path, base_image, 
         return DockerSandbox(broken, spec) if calls["n"] == 1 else real_create(spec)
 
     monkeypatch.setattr(backend, "create", create)
-    monkeypatch.setattr("rollouts.runner.time.sleep", lambda s: None)
     runner = Runner(cfg, Store(tmp_path / "data"))
+    runner.retry_wait = wait_none()  # tenacity: no back-off in the test
     runner._backends["docker"] = backend
     runner.new_manifest()
     m = runner.run()

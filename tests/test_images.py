@@ -236,21 +236,39 @@ def test_dockerfile_must_use_base_image(client, base_ref, tmp_path, build_counte
 
 
 @pytest.mark.docker
-def test_remove_build_leftovers(client, base_ref, tmp_path):
-    nonce = uuid.uuid4().hex
-    df = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo {nonce} > /a\nRUN exit 4\n"
-    before = {i.id for i in client.images.list(filters={"dangling": True, "label": "rollouts.tool=rollouts"})}
+def test_remove_build_leftovers_only_of_dead_owners(client, base_ref, tmp_path):
+    """A failed build leaves its first layer dangling, labelled with the builder's owner labels.
+    While the builder lives (this process) ``clean`` keeps it; a builder that exited (a
+    subprocess) has its layer and its owner tag removed."""
+    import subprocess
+    import sys
+
+    dangling = lambda: {i.id for i in client.images.list(filters={"dangling": True, "label": "rollouts.tool=rollouts"})}  # noqa: E731
+    df = "ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN echo {nonce} > /a\nRUN exit 4\n"
+    before = dangling()
     with pytest.raises(ImageBuildError):
-        ensure_task_image(client, make_task(tmp_path / "t", df, nonce))
-    after = {i.id for i in client.images.list(filters={"dangling": True, "label": "rollouts.tool=rollouts"})}
-    new = after - before
-    assert new, "the failed build should leave its first layer as a dangling image"
+        ensure_task_image(client, make_task(tmp_path / "live", df.format(nonce=uuid.uuid4().hex), "live"))
+    mine = dangling() - before
+    assert mine, "the failed build should leave its first layer as a dangling image"
+    task = make_task(tmp_path / "dead", df.format(nonce=uuid.uuid4().hex), "dead")
+    code = ("import docker, sys; from rollouts.images import ensure_task_image; from rollouts.task import load_task\n"
+            "try:\n    ensure_task_image(docker.from_env(), load_task(__import__('pathlib').Path(sys.argv[1])))\n"
+            "except Exception as e:\n    print(type(e).__name__)\n")
+    p = subprocess.run([sys.executable, "-c", code, str(task.dir)], capture_output=True, text=True, cwd=ROOT)
+    assert "ImageBuildError" in p.stdout, p.stdout + p.stderr
+    theirs = dangling() - before - mine
+    assert theirs
     listed = remove_build_leftovers(client, dry_run=True)
-    for image_id in new:
+    for image_id in theirs:
         assert f"image:{image_id.split(':')[-1][:12]}" in listed
         client.images.get(image_id)  # dry run removed nothing
+    assert any(x.startswith("owner-tag:rollouts-owner:") for x in listed)
     removed = remove_build_leftovers(client)
-    for image_id in new:
+    for image_id in theirs:
         assert f"image:{image_id.split(':')[-1][:12]}" in removed
         with pytest.raises(docker.errors.ImageNotFound):
             client.images.get(image_id)
+    for image_id in mine:  # the live owner's: kept
+        assert f"image:{image_id.split(':')[-1][:12]}" not in removed
+        client.images.get(image_id)
+        client.images.remove(image_id)

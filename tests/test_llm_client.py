@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from rollouts.errors import ModelError
+from rollouts.errors import ContextOverflow, DeadlineExceeded, ModelError
 from rollouts.llm.client import ModelClient, ModelRetriesExhausted, Usage
 from rollouts.llm.pricing import cost_usd, lookup_price
 from rollouts.redact import redact, secret_values
@@ -47,6 +47,7 @@ def error(status: int, message: str, code: str | None = None, headers: dict | No
 
 
 DROP = "drop"
+SLOW = "slow"
 
 
 class ScriptedServer:
@@ -77,6 +78,9 @@ class ScriptedServer:
                         }
                     )
                     action = outer.script.pop(0) if outer.script else completion()
+                if isinstance(action, tuple) and action[0] == SLOW:  # (SLOW, seconds, then)
+                    time.sleep(action[1])
+                    action = action[2]
                 if action == DROP:
                     self.close_connection = True
                     self.connection.close()
@@ -89,7 +93,10 @@ class ScriptedServer:
                 for k, v in headers.items():
                     self.send_header(k, v)
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (deadline tests)
+                    self.close_connection = True
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -285,3 +292,64 @@ def test_secret_values_and_redact():
     # longest first: a secret containing another is fully hidden
     assert redact("abcdefgh", ["abcdef", "abcdefgh"]) == "***"
     assert redact("x", ["", None]) == "x"  # type: ignore[list-item]
+
+
+# ------------------------------------------------------------------ deadlines and typed errors
+def test_deadline_bounds_retries_and_backoff(server, key):
+    """A run's deadline ends the retrying: 503s forever with 0.4 s back-offs and 1.2 s left must
+    end in ~1.2 s as DeadlineExceeded, not after max_wait as a model error."""
+    server.script = [error(503, "overloaded")] * 100
+    client = make_client(server, key, max_retries=50, backoff_initial=0.4, backoff_max=0.4)
+    client.deadline = time.monotonic() + 1.2
+    t0 = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        client.chat(MESSAGES, timeout=600)
+    assert time.monotonic() - t0 < 2.5 and 2 <= len(server.requests) <= 5
+
+
+def test_deadline_clips_a_slow_attempt(server, key):
+    """A server that answers after 5 s (queueing for a model slot looks the same) with 1 s left."""
+    server.script = [(SLOW, 5, completion())] * 3
+    client = make_client(server, key)
+    client.deadline = time.monotonic() + 1.0
+    t0 = time.monotonic()
+    with pytest.raises(DeadlineExceeded, match="deadline"):
+        client.chat(MESSAGES, timeout=600)
+    assert time.monotonic() - t0 < 2.5
+
+
+def test_past_deadline_sends_nothing(server, key):
+    client = make_client(server, key, deadline=time.monotonic() - 1)
+    with pytest.raises(DeadlineExceeded):
+        client.chat(MESSAGES)
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("payload,overflow", [
+    (error(400, "This model's maximum context length is 8192 tokens", "context_length_exceeded"), True),
+    ((400, {}, {"error": {"code": 400, "type": "exceed_context_size_error",
+                          "message": "the request exceeds the available context size, try increasing it"}}), True),
+    (error(400, "prompt is too long: 9000 tokens > 8192 maximum"), True),
+    (error(400, "invalid value for temperature"), False),
+    (error(413, "maximum context length exceeded"), False),  # not a 400: not this error
+])
+def test_context_overflow_is_typed(server, key, payload, overflow):
+    server.script = [payload]
+    with pytest.raises(ModelError) as info:
+        make_client(server, key).chat(MESSAGES)
+    assert isinstance(info.value, ContextOverflow) is overflow
+
+
+def test_placeholder_keys_and_short_values_are_never_redacted(server):
+    """The local client's placeholder key ("local") is no secret: an error keeps the word."""
+    from rollouts.workspace import redact_bytes
+
+    server.script = [error(404, "model not found")]
+    client = ModelClient("local", base_url=server.base_url, api_key="local")
+    with pytest.raises(ModelError) as info:
+        client.chat(MESSAGES)
+    assert "model 'local' at 127.0.0.1:" in str(info.value) and "***" not in str(info.value)
+    assert redact("local model, key abc", ["local", "abc", "", "EMPTY"]) == "local model, key abc"
+    assert redact("token sk-real-123456 here", ["sk-real-123456"]) == "token *** here"
+    assert redact_bytes(b"local abc sk-real-123456", ["local", "abc", "sk-real-123456"]) == b"local abc ***"
+    assert secret_values({"OPENAI_API_KEY": "local", "X_TOKEN": "short", "Y_SECRET": "longenough"}) == ["longenough"]

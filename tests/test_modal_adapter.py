@@ -21,7 +21,13 @@ import modal
 import pytest
 from modal import exception as mexc
 
-from rollouts.errors import ConfigError, EnvironmentNotReady, SandboxCapacityError, SandboxError
+from rollouts.errors import (
+    ConfigError,
+    EnvironmentNotReady,
+    OutputLimitExceeded,
+    SandboxCapacityError,
+    SandboxError,
+)
 from rollouts.sandbox import base as sbase
 from rollouts.sandbox import modal as madapter
 from rollouts.sandbox.modal import ModalBackend
@@ -364,7 +370,7 @@ def test_put_get_file_round_trip(started):
     assert started.get_file("/work/t.txt") == b"hi"
     with pytest.raises(FileNotFoundError):
         started.get_file("/nope")
-    with pytest.raises(SandboxError, match="cap"):
+    with pytest.raises(OutputLimitExceeded, match="cap"):
         started.get_file("/work/deep/bin.dat", max_bytes=100)
     with pytest.raises(SandboxError):
         started.get_file("/work")  # a directory
@@ -392,7 +398,7 @@ def test_put_get_dir_tar_round_trip(started, tmp_path):
     assert not [p for p in files if p.startswith("/tmp/rollouts-")]  # both tars removed
     with pytest.raises(FileNotFoundError):
         started.get_dir("/missing", tmp_path / "x")
-    with pytest.raises(SandboxError, match="cap"):
+    with pytest.raises(OutputLimitExceeded, match="cap"):
         started.get_dir("/workspace", tmp_path / "y", max_bytes=10)
 
 

@@ -432,3 +432,18 @@ def test_summarize_long_tables_are_cut_with_a_note():
     # the overall table shows n and pass@k intervals
     o = s["overall"][0]
     assert o["n"] == 120 and o["k"] == 1 and o["pass_at_1_low"] < o["pass_at_1"] < o["pass_at_1_high"]
+
+
+def test_integrity_label_column_in_every_view():
+    recs = [rec("a", 1.0), rec("a", 0.0, i=1), rec("b", 1.0)]
+    recs[0].integrity = recs[1].integrity = "isolated"
+    recs[2].integrity = "agent-controlled"
+    s = summarize(manifest(recs))
+    assert [r["integrity"] for r in s["rows"]] == [{"isolated": 2}, {"agent-controlled": 1}]
+    con = Console(record=True, width=120)
+    render_table(s, con)
+    text = con.export_text()
+    assert "integrity" in text and "isolated 2" in text and "agent-controll" in text  # folded at 120 cols
+    md = render_markdown(s)
+    assert "| grading integrity |" in md and "isolated 2" in md
+    assert "agent-controlled 1" in render_html(s, manifest(recs))

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from rollouts.errors import SandboxError
+from rollouts.errors import OutputLimitExceeded, SandboxError, SandboxFileNotFound
 from rollouts.lifecycle import labels_for
 from rollouts.sandbox.base import LABEL_ROLLOUT, LABEL_RUN, LABEL_TOOL, SandboxSpec
 from rollouts.sandbox.docker import DockerBackend
@@ -174,7 +174,7 @@ def test_put_get_file_round_trip(sb):
     with pytest.raises(FileNotFoundError):
         sb.get_file("/data/missing")
     sb.put_file("/data/big", b"z" * 5000)
-    with pytest.raises(SandboxError):
+    with pytest.raises(OutputLimitExceeded):
         sb.get_file("/data/big", max_bytes=100)
 
 
@@ -203,6 +203,24 @@ def test_put_get_dir_round_trip(sb, tmp_path):
     assert os.access(out / "a" / "run.sh", os.X_OK)
     with pytest.raises(FileNotFoundError):
         sb.get_dir("/w/missing", tmp_path / "none")
+
+
+def test_typed_errors_of_file_transfer(sb, tmp_path):
+    """What the interface documents (rollouts/sandbox/base.py), raised as those types, never
+    told apart by message: missing → SandboxFileNotFound (also a SandboxError and a
+    FileNotFoundError), over the cap → OutputLimitExceeded naming the cap (not infra)."""
+    sb.exec("mkdir -p /t/d && head -c 5000 /dev/zero > /t/big && head -c 3000 /dev/zero > /t/d/f")
+    for call in (lambda: sb.get_file("/t/missing"), lambda: sb.get_file("/t/d"),
+                 lambda: sb.get_dir("/t/nodir", tmp_path / "x")):
+        with pytest.raises(SandboxFileNotFound) as e:
+            call()
+        assert isinstance(e.value, SandboxError) and isinstance(e.value, FileNotFoundError)
+    with pytest.raises(OutputLimitExceeded) as e:
+        sb.get_file("/t/big", max_bytes=100)
+    assert e.value.limit == 100 and e.value.error_kind == "agent" and not isinstance(e.value, SandboxError)
+    with pytest.raises(OutputLimitExceeded):
+        sb.get_dir("/t/d", tmp_path / "y", max_bytes=1000)
+    assert sb.get_file("/t/big", max_bytes=5000) == b"\0" * 5000  # exactly the cap is fine
 
 
 @pytest.mark.parametrize("policy", ["strict", "keep-services"])

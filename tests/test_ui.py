@@ -20,11 +20,11 @@ def _rec(tmp_path, i: int, task: str = "fix_bug_stats", **kw) -> RunRecord:
 
 def test_run_phase_from_the_run_folder(tmp_path):
     d = tmp_path / "r"
-    assert run_phase(d) == ("starting", "")
+    assert run_phase(d) == ("before step 1", "")
     atomic_write(d / "logs" / "agent.log", "building rollouts-task-x:abc from Dockerfile\nStep 1/3\n")
     assert run_phase(d) == ("image build", "")
     atomic_write(d / "logs" / "agent.log", "building rollouts-task-x:abc from Dockerfile\nbuilt rollouts-task-x:abc\n")
-    assert run_phase(d) == ("starting", "")
+    assert run_phase(d) == ("before step 1", "")
     atomic_write(d / "logs" / "agent.log", "built x\n[step 1] $ ls\nfile\n[step 2] $ pytest -q\n1 passed\n")
     assert run_phase(d) == ("agent", "[step 2] $ pytest -q")
     (d / "artifacts").mkdir()
@@ -62,6 +62,17 @@ def test_live_table_rows_bars_and_mean(tmp_path):
     out = _text(live)
     assert "runs in progress (1)" in out and "local model server" not in out
     assert "completed 3/4 · mean reward so far 0.500 over 2 scored run(s)" in out
+
+
+def test_narrow_terminal_shortens_the_last_step_first(tmp_path):
+    live = LiveRuns(Console(file=io.StringIO(), width=80), total=1)
+    r = _rec(tmp_path, 0, task="shell_hello_file")
+    atomic_write(tmp_path / r.run_id / "logs" / "agent.log", "[step 1] $ " + "echo hello " * 20 + "\n")
+    live.event("start", r, "")
+    c = Console(record=True, width=80, file=io.StringIO())
+    c.print(live.render())
+    out = c.export_text()
+    assert "shell_hello_f" in out and "agent" in out and "[step 1] $ echo" in out and "…" in out
 
 
 def test_live_view_only_with_a_tty_and_v(tmp_path):

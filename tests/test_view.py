@@ -49,6 +49,11 @@ def test_rollout_list_and_page_show_summarize_numbers(client, data):
         shown = f"{o['macro_mean_reward']:.2f}" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None else "")
         assert shown in page
     assert page.count('href="/run/') == 5
+    from rollouts.report.fmt import fmt_ci
+
+    for r in s["rows"]:  # the per-row table of summarize
+        assert f"<td>{r['task']}</td><td>{r['agent']}/{r['model']}</td><td class=\"num\">{r['n']}/{r['runs']}</td>" in page
+        assert fmt_ci(r["mean_reward"], r["ci_low"], r["ci_high"]) in page
 
 
 def test_rollout_filters_and_pagination(client, data):
@@ -163,7 +168,8 @@ def test_rollout_list_reads_only_the_newest_20_per_benchmark(data):
     t = c.get("/").text
     assert "23 rollout(s) · newest 20 shown" in t and "20260223__02-00-00" in t and "20260203__02-00-00" not in t
     all_ = c.get("/?all=nightly").text
-    assert "20260202__02-00-00" in all_ and "20260201__02-00-00" not in all_ and "demo" not in all_
+    assert "20260202__02-00-00" in all_ and "demo" not in all_
+    assert "unreadable" in all_ and "invalid manifest" in all_  # the broken one, with its reason
     shutil.rmtree(data[0] / "rollouts" / "nightly")
 
 

@@ -25,7 +25,7 @@ from pydantic import Field
 
 from rollouts import atif_agents
 from rollouts.agents.base import Agent, AgentContext, AgentOptions, AgentResult
-from rollouts.errors import ModelError, SandboxError
+from rollouts.errors import ContextOverflow, SandboxFileNotFound
 from rollouts.families import ANSWER_FILE, CONTEXT_FILE, token_counter, truncate_middle
 from rollouts.store import now_iso
 
@@ -53,7 +53,7 @@ def task_io(ctx: AgentContext) -> TaskIO:
     cpath = posixpath.join(ctx.workdir, cfile)
     try:
         context = ctx.sandbox.get_file(cpath).decode("utf-8", errors="replace")
-    except (FileNotFoundError, SandboxError):
+    except SandboxFileNotFound:  # no context file: the instruction alone
         context, cpath = "", None
     instruction = ctx.task.instruction.strip()
     question = meta.get("question") or instruction
@@ -68,12 +68,6 @@ def task_io(ctx: AgentContext) -> TaskIO:
 def default_window(model: str | None) -> int:
     """Default context window (tokens) when the options give none: 8192 for the local model."""
     return LOCAL_WINDOW if model == "local" else REMOTE_WINDOW
-
-
-def is_context_overflow(err: ModelError) -> bool:
-    """Whether a model error says the prompt did not fit the context window."""
-    msg = str(err).lower()
-    return "context" in msg and any(w in msg for w in ("exceed", "too long", "length", "size"))
 
 
 class LLMAgent(Agent):
@@ -151,8 +145,8 @@ class LLMAgent(Agent):
                     }
                 )
                 break
-            except ModelError as e:
-                if not is_context_overflow(e) or attempt == 3:
+            except ContextOverflow as e:  # the server's tokenizer counts more: shrink and retry
+                if attempt == 3:
                     traj.update(status="error", error=str(e))
                     atif_agents.save("llm", path, traj)
                     raise

@@ -47,7 +47,7 @@ from pydantic import Field
 
 from rollouts import atif_agents
 from rollouts.agents.base import Agent, AgentContext, AgentOptions, AgentResult
-from rollouts.agents.llm import default_window, is_context_overflow, task_io
+from rollouts.agents.llm import default_window, task_io
 from rollouts.agents.rlm_channel import (
     CHILD_QUESTION,
     FENCE_MARK,
@@ -60,7 +60,7 @@ from rollouts.agents.rlm_channel import (
     code_blocks,
     parse_final,
 )
-from rollouts.errors import ModelError
+from rollouts.errors import ContextOverflow, DeadlineExceeded, ModelError
 from rollouts.families import token_counter, truncate_middle
 from rollouts.llm.client import Usage
 from rollouts.store import now_iso
@@ -115,6 +115,7 @@ class _Run:
                 base_url=c.base_url,
                 api_key=c._client.api_key,
                 price_overrides=c.price_overrides,
+                deadline=c.deadline,
             )
         self.tc = token_counter()
         self.sessions: list[ReplSession] = []
@@ -198,9 +199,7 @@ class _Run:
                     llm_sec=round(r.duration_sec, 3),
                 )
                 return r.text, rec
-            except ModelError as e:
-                if not is_context_overflow(e):
-                    raise
+            except ContextOverflow:
                 budget = int(budget * 0.75)
                 kept = truncate_middle(prompt, budget, self.tc.count)
                 rec["truncated"] = True
@@ -385,7 +384,7 @@ class RLMAgent(Agent):
         status, error = "completed", None
         try:
             answer, _ = run.solve(io.question, io.context_path, io.context, 0, root)
-        except TimeoutError:
+        except (TimeoutError, DeadlineExceeded):  # the agent's time is up (a cell, or a model call)
             answer, status = root.get("answer"), "timeout"
         except ModelError:
             run.save("error")

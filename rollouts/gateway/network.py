@@ -28,16 +28,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 
 import docker
 import docker.errors
 
 from rollouts.errors import EnvironmentNotReady, SandboxError
+from rollouts.run.owner import is_orphan, owner_labels
 from rollouts.sandbox.base import (
-    LABEL_HOST,
-    LABEL_PID,
     LABEL_ROLLOUT,
     LABEL_TOOL,
     TOOL_NAME,
@@ -89,8 +87,7 @@ class GatewayNetwork:
 
     def create(self) -> str:
         """Create the network; returns the host's address on it (where the gateway listens)."""
-        labels = {LABEL_TOOL: TOOL_NAME, LABEL_ROLLOUT: self.rollout_id, LABEL_PID: str(os.getpid()),
-                  LABEL_HOST: socket.gethostname(), LABEL_KIND: KIND_GATEWAY_NET}
+        labels = {**owner_labels(self.rollout_id), LABEL_KIND: KIND_GATEWAY_NET}  # pid, host, start time
         try:
             self._net = self.client.networks.create(
                 self.name, driver="bridge", internal=True, labels=labels, check_duplicate=True,
@@ -169,17 +166,10 @@ def list_gateway_networks(client: docker.DockerClient, rollout_id: str | None = 
 
 
 def owner_gone(labels: dict, all_hosts: bool = False) -> bool:
-    """Whether the harness that labelled a network is gone: on this host, its pid is not alive;
-    from another host, only with ``all_hosts`` (as ``clean`` treats sandboxes)."""
-    from rollouts.runner import pid_alive
-
-    if labels.get(LABEL_HOST, socket.gethostname()) != socket.gethostname():
-        return all_hosts
-    try:
-        pid = int(labels.get(LABEL_PID, "0"))
-    except ValueError:
-        pid = 0
-    return not (pid and pid_alive(pid))
+    """Whether the harness that labelled a network is provably gone (``rollouts.run.owner.is_orphan``:
+    its pid is not alive, or is a reused pid with another start time); from another host, only
+    with ``all_hosts`` (as ``clean`` treats sandboxes). A network without an owner pid is kept."""
+    return is_orphan(labels, all_hosts)
 
 
 def remove_leftover_networks(client: docker.DockerClient, is_dead=owner_gone, dry_run: bool = False) -> list[dict]:

@@ -7,15 +7,15 @@ rewrites messages):
 ==============  ==========================================  =====================================
 agent speaks    call                                        upstream openai / anthropic
 ==============  ==========================================  =====================================
-Chat            ``litellm.acompletion``                     native / Messages ↔ Chat adapter
+Chat            ``litellm.acompletion``                     forwarded / Messages ↔ Chat adapter
 Responses       ``litellm.aresponses``                      bridged to Chat (``use_chat_completions_api``),
                                                             or native if ``UpstreamSpec.responses_api``
-Messages        ``litellm.anthropic_messages``              Messages → Chat adapter / passed through
+Messages        ``litellm.anthropic_messages``              Messages → Chat adapter / forwarded
 ==============  ==========================================  =====================================
 
-Messages to an Anthropic upstream need no translation: they are passed through with ``httpx``
-(litellm's own native pass-through imports its proxy server's dependencies), the agent's
-``anthropic-version``/``anthropic-beta`` headers kept, the key replaced by the real one.
+Chat to an OpenAI-compatible upstream and Messages to Anthropic need no translation: they are
+forwarded by :mod:`rollouts.gateway.passthrough` (httpx; ~1 ms instead of litellm's tens, and
+litellm's own Anthropic pass-through imports its proxy server's dependencies).
 
 Usage per exchange is what the upstream reported (``usage`` of a Chat completion or of its last
 stream chunk, ``response.usage`` of a Responses answer or ``response.completed`` event,
@@ -25,15 +25,14 @@ the upstream's HTTP status (``status_code``); they become :class:`UpstreamError`
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import json
 import os
-import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rollouts.gateway import passthrough
 from rollouts.gateway.models import Protocol, UpstreamSpec
 
 _litellm = None
@@ -118,7 +117,7 @@ async def _call(up: UpstreamSpec, protocol: Protocol, body: dict[str, Any], stre
         raise _error(e) from e
 
 
-def _usage_of(protocol: Protocol, body: dict[str, Any] | None) -> tuple[int | None, int | None]:
+def usage_of(protocol: Protocol, body: dict[str, Any] | None) -> tuple[int | None, int | None]:
     u = (body or {}).get("usage") or {}
     if protocol == "chat":
         return u.get("prompt_tokens"), u.get("completion_tokens")
@@ -130,68 +129,17 @@ def _usage_of(protocol: Protocol, body: dict[str, Any] | None) -> tuple[int | No
     return int(u.get("input_tokens") or 0) + cached, u.get("output_tokens")
 
 
-_PASS_HEADERS = ("anthropic-version", "anthropic-beta")
-_http: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> httpx.AsyncClient
-
-
-def _passthrough(up: UpstreamSpec, protocol: Protocol) -> bool:
-    return protocol == "messages" and up.kind == "anthropic"
-
-
-async def _anthropic_request(up: UpstreamSpec, body: dict[str, Any], headers: Mapping[str, str], stream: bool):
-    """POST the Messages request to the Anthropic upstream; returns the open httpx response."""
-    import httpx
-
-    loop = asyncio.get_running_loop()
-    http = _http.get(loop)
-    if http is None:  # one connection pool per gateway (each serves on its own loop)
-        http = _http[loop] = httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=30.0), trust_env=False)
-    h = {k: headers[k] for k in _PASS_HEADERS if k in headers}
-    h.setdefault("anthropic-version", "2023-06-01")
-    h.update({"x-api-key": up.api_key or "none", "content-type": "application/json"})
-    payload = {**body, "model": up.model}
-    req = http.build_request("POST", up.base_url.rstrip("/") + "/v1/messages", json=payload, headers=h)
-    try:
-        resp = await http.send(req, stream=stream)
-    except httpx.HTTPError as e:
-        raise UpstreamError(502, f"upstream unreachable: {type(e).__name__}: {e}") from e
-    if resp.status_code >= 400:
-        text = (await resp.aread()).decode("utf-8", "replace")
-        await resp.aclose()
-        try:
-            msg = json.loads(text)["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            msg = text[:2000]
-        raise UpstreamError(resp.status_code, f"upstream error: {msg}")
-    return resp
-
-
-async def _sse_frames(resp) -> AsyncIterator[bytes]:
-    """An httpx streaming response as whole SSE frames (each ending in a blank line)."""
-    buf = b""
-    try:
-        async for chunk in resp.aiter_raw():
-            buf += chunk.replace(b"\r\n", b"\n")
-            while b"\n\n" in buf:
-                frame, buf = buf.split(b"\n\n", 1)
-                yield frame + b"\n\n"
-        if buf.strip():
-            yield buf + b"\n\n"
-    finally:
-        await resp.aclose()
-
-
 async def complete(up: UpstreamSpec, protocol: Protocol, body: dict[str, Any],
                    headers: Mapping[str, str] | None = None) -> Outcome:
     """One non-streamed request (``headers``: the agent's, for pass-through). Raises UpstreamError."""
-    if _passthrough(up, protocol):
-        resp = await _anthropic_request(up, body, headers or {}, stream=False)
+    if passthrough.applies(up, protocol):
+        resp = await passthrough.request(up, protocol, body, headers or {}, stream=False)
         out = resp.json()
-        pt, ct = _usage_of(protocol, out)
+        pt, ct = usage_of(protocol, out)
         return Outcome(body=out, prompt_tokens=pt, completion_tokens=ct)
     res = await _call(up, protocol, body, stream=False)
     out = _jsonable(res)
-    pt, ct = _usage_of(protocol, out)
+    pt, ct = usage_of(protocol, out)
     return Outcome(body=out, prompt_tokens=pt, completion_tokens=ct)
 
 
@@ -243,23 +191,27 @@ class Stream:
     def _encode(self, item: Any) -> list[bytes]:
         o = self.outcome
         if self.protocol == "chat":
-            o.events.append(item)
-            d = _jsonable(item)
+            raw = isinstance(item, bytes)  # forwarded SSE frame (passthrough) or a litellm chunk
+            d = passthrough.frame_data(item) if raw else _jsonable(item)
+            if not isinstance(d, dict):
+                return []  # "[DONE]" (sent at the end) or a comment frame
+            o.events.append(d if raw else item)
             u = d.get("usage")
             if u:
                 o.prompt_tokens, o.completion_tokens = u.get("prompt_tokens"), u.get("completion_tokens")
-                if not d.get("choices") and not self._agent_wants_usage:
-                    return []
                 if not self._agent_wants_usage:
+                    if not d.get("choices"):
+                        return []
                     d.pop("usage")
-            return [b"data: " + json.dumps(d).encode() + b"\n\n"]
+                    raw = False
+            return [item if raw else b"data: " + json.dumps(d).encode() + b"\n\n"]
         if self.protocol == "responses":
             d = _jsonable(item)
             kind = getattr(item, "type", None) or d.get("type")
             kind = kind.value if isinstance(kind, enum.Enum) else str(kind)
             if kind in ("response.completed", "response.incomplete", "response.failed"):
                 o.body = d.get("response")
-                o.prompt_tokens, o.completion_tokens = _usage_of("responses", o.body)
+                o.prompt_tokens, o.completion_tokens = usage_of("responses", o.body)
             return [f"event: {kind}\ndata: ".encode() + json.dumps(d).encode() + b"\n\n"]
         # messages: litellm yields SSE-encoded bytes (or dicts from some paths)
         raw = item if isinstance(item, bytes) else (
@@ -276,67 +228,29 @@ class Stream:
     def _finish(self) -> None:
         o = self.outcome
         if self.protocol == "chat" and o.events:
-            try:
-                built = litellm().stream_chunk_builder(o.events)
-                o.body = _jsonable(built) if built is not None else None
-            except Exception as e:  # assembly is for the log only; the agent got its stream
-                o.body = {"assembly_error": str(e)[:500]}
+            if isinstance(o.events[0], dict):
+                o.body = passthrough.assemble_chat(o.events)
+            else:
+                try:
+                    built = litellm().stream_chunk_builder(o.events)
+                    o.body = _jsonable(built) if built is not None else None
+                except Exception as e:  # assembly is for the log only; the agent got its stream
+                    o.body = {"assembly_error": str(e)[:500]}
             o.events = []
         elif self.protocol == "messages":
-            o.body, o.prompt_tokens, o.completion_tokens = assemble_messages(o.events)
+            o.body, o.prompt_tokens, o.completion_tokens = passthrough.assemble_messages(o.events)
             o.events = []
 
 
 async def open_stream(up: UpstreamSpec, protocol: Protocol, body: dict[str, Any],
                       headers: Mapping[str, str] | None = None) -> Stream:
     """Open a streamed request (connection errors raise UpstreamError here, before any byte)."""
-    if _passthrough(up, protocol):
-        it = _sse_frames(await _anthropic_request(up, body, headers or {}, stream=True))
+    if passthrough.applies(up, protocol):
+        it = passthrough.sse_frames(await passthrough.request(up, protocol, body, headers or {}, stream=True))
     else:
         it = await _call(up, protocol, body, stream=True)
     wants = bool((body.get("stream_options") or {}).get("include_usage"))
     return Stream(protocol, it, wants)
-
-
-def assemble_messages(events: list[dict]) -> tuple[dict | None, int | None, int | None]:
-    """Anthropic Messages stream events → (the final message, input tokens, output tokens)."""
-    msg: dict[str, Any] | None = None
-    blocks: dict[int, dict] = {}
-    partial: dict[int, str] = {}
-    pt = ct = None
-    for ev in events:
-        t = ev.get("type")
-        if t == "message_start":
-            msg = dict(ev.get("message") or {})
-            u = msg.get("usage") or {}
-            pt, _ = _usage_of("messages", {"usage": u})
-        elif t == "content_block_start":
-            blocks[ev["index"]] = dict(ev.get("content_block") or {})
-        elif t == "content_block_delta":
-            b, d = blocks.setdefault(ev["index"], {}), ev.get("delta") or {}
-            if d.get("type") == "text_delta":
-                b["text"] = b.get("text", "") + d.get("text", "")
-            elif d.get("type") == "input_json_delta":
-                partial[ev["index"]] = partial.get(ev["index"], "") + d.get("partial_json", "")
-            elif d.get("type") == "thinking_delta":
-                b["thinking"] = b.get("thinking", "") + d.get("thinking", "")
-        elif t == "message_delta":
-            if msg is not None:
-                msg.update(ev.get("delta") or {})
-            u = ev.get("usage") or {}
-            if u.get("output_tokens") is not None:
-                ct = u["output_tokens"]
-            if u.get("input_tokens") and not pt:
-                pt, _ = _usage_of("messages", {"usage": u})
-    for i, s in partial.items():
-        try:
-            blocks[i]["input"] = json.loads(s) if s else {}
-        except ValueError:
-            blocks[i]["input"] = {"_unparsed": s}
-    if msg is not None:
-        msg["content"] = [blocks[i] for i in sorted(blocks)]
-        msg["usage"] = {"input_tokens": pt, "output_tokens": ct}
-    return msg, pt, ct
 
 
 def error_body(protocol: Protocol, status: int, message: str, kind: str | None = None) -> dict[str, Any]:

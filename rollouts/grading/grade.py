@@ -22,7 +22,7 @@ from rollouts.grading.verifier import Verdict, run_verifier
 from rollouts.redact import redact
 from rollouts.sandbox.base import Sandbox, SandboxBackend, SandboxSpec
 from rollouts.store import atomic_write, atomic_write_json, now_iso
-from rollouts.workspace import setup_workspace
+from rollouts.workspace import COLLECT_TIMEOUT_SEC, setup_workspace
 
 EVAL_SCHEMA_VERSION = 1
 
@@ -68,7 +68,8 @@ def start_grading_sandbox(
         memory_mb=spec_base.memory_mb,
         pids=spec_base.pids,
         network=task.meta.network if getattr(task.meta.tests, "network", None) is None else task.meta.tests.network,
-        lifetime_sec=task.meta.timeouts.verifier_sec + task.meta.timeouts.setup_sec + 120 + extra_lifetime_sec,
+        lifetime_sec=task.meta.timeouts.verifier_sec + task.meta.timeouts.setup_sec + 120 + extra_lifetime_sec
+        + (COLLECT_TIMEOUT_SEC + 15 if extra_lifetime_sec else 0),  # started ahead: collection comes first
     )
     sb = backend.create(spec)
     try:

@@ -17,7 +17,7 @@ every symlink under the workspace (``.git`` included) is resolved component by c
 ``/proc/1/cwd`` are never entered — and refused when any step of the chain (at any depth, through
 links inside or outside the workspace) reaches ``/``, ``/proc``, ``/sys``, ``/dev``, ``/tests``,
 ``/logs`` or ``/solution``, or loops. Resolved prefixes are memoised, so the walk is linear in the
-number of links times their depth.
+number of links plus their depth (one lstat per distinct prefix).
 """
 
 from __future__ import annotations
@@ -167,14 +167,15 @@ MAX_HOPS = 40
 def protected(p):
     return any(p == d or p.startswith(d + "/") for d in PROTECTED)
 memo = {}
+def join(base, target):
+    return target if target.startswith("/") else base.rstrip("/") + "/" + target
 def resolve(path, hops):
     # Walk ``path`` one component at a time as the kernel would ("." skipped, ".." applied to
     # what is resolved so far), replacing symlinks by their targets (readlink: never followed),
-    # refusing a protected prefix at every step.
+    # refusing a protected prefix at every step. Every resolved prefix is memoised, so links
+    # sharing directories cost one lstat each.
     if hops > MAX_HOPS:
         raise ValueError("is a symlink chain too long or looping")
-    if path in memo:
-        return memo[path]
     cur = "/"
     parts = path.split("/")
     for i, c in enumerate(parts):
@@ -183,7 +184,10 @@ def resolve(path, hops):
         if c == "..":
             cur = os.path.dirname(cur) or "/"
             continue
-        nxt = os.path.join(cur, c)
+        nxt = cur.rstrip("/") + "/" + c
+        if nxt in memo:
+            cur = memo[nxt]
+            continue
         if protected(nxt):
             raise ValueError("reaches " + nxt)
         try:
@@ -192,29 +196,34 @@ def resolve(path, hops):
             cur = os.path.normpath(os.path.join(nxt, *[x for x in parts[i + 1:] if x]))
             if protected(cur):
                 raise ValueError("reaches " + cur)
-            break
+            return cur
         if (st.st_mode & 0o170000) == 0o120000:
-            cur = resolve(os.path.join(cur, os.readlink(nxt)), hops + 1)
+            res = resolve(join(cur, os.readlink(nxt)), hops + 1)
         else:
-            cur = nxt
-    memo[path] = cur
+            res = nxt
+        memo[nxt] = res
+        cur = res
     return cur
 root = os.path.normpath(sys.argv[1])
 n = 0
 try:
     if os.path.islink(root):
         raise ValueError("(the workspace itself) is a symlink")
-    for d, dirs, files in os.walk(root, followlinks=False):
-        for name in dirs + files:
-            p = os.path.join(d, name)
-            if os.path.islink(p):
-                n += 1
-                try:
-                    if resolve(os.path.join(d, os.readlink(p)), 1) == "/":
-                        raise ValueError("reaches /")
-                except ValueError as e:
-                    sys.stdout.write("refused\0" + p + "\0" + str(e))
-                    sys.exit(%(refused)d)
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        with os.scandir(d) as it:
+            for e in it:
+                if e.is_symlink():
+                    n += 1
+                    try:
+                        if resolve(join(d, os.readlink(e.path)), 1) == "/":
+                            raise ValueError("reaches /")
+                    except ValueError as err:
+                        sys.stdout.write("refused\0" + e.path + "\0" + str(err))
+                        sys.exit(%(refused)d)
+                elif e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
 except ValueError as e:
     sys.stdout.write("refused\0" + root + "\0" + str(e))
     sys.exit(%(refused)d)

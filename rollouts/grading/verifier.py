@@ -29,7 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rollouts.errors import GradingIntegrityError, SandboxError, VerifierError
+from rollouts.errors import (
+    GradingIntegrityError,
+    OutputLimitExceeded,
+    SandboxFileNotFound,
+    VerifierError,
+)
 from rollouts.grading.pathguard import PatchApplyError, UnsafeDiffError, UnsafeWorkspaceError, check_diff
 from rollouts.grading.prepare import LOGS_DIR, TESTS_DIR
 from rollouts.sandbox.base import ExecResult, Sandbox
@@ -140,12 +145,10 @@ def _read(sandbox: Sandbox, path: str, max_bytes: int = MAX_REWARD_FILE_BYTES) -
     (RewardFileError), not an infrastructure failure to retry."""
     try:
         return sandbox.get_file(path, max_bytes=max_bytes)
-    except FileNotFoundError:
+    except SandboxFileNotFound:
         return None
-    except SandboxError as e:
-        if "larger than" in str(e):
-            raise RewardFileError(f"{path} is larger than {max_bytes} bytes") from None
-        raise
+    except OutputLimitExceeded:
+        raise RewardFileError(f"{path} is larger than {max_bytes} bytes") from None
 
 
 def run_verifier(sandbox: Sandbox, task, workdir: str, env: dict[str, str] | None = None) -> Verdict:
@@ -190,11 +193,9 @@ class _VerifierOutput:
         self.dir: Path | None = Path(self._tmp.name)
         try:
             sandbox.get_dir(LOGS_DIR, self.dir, max_bytes=64 * 1024 * 1024)
-        except FileNotFoundError:
+        except SandboxFileNotFound:
             self.dir = None
-        except SandboxError as e:
-            if "larger than" not in str(e):
-                raise
+        except OutputLimitExceeded:
             self.dir = None  # too big to copy whole: fall back to reading file by file
         except (tarfile.TarError, OSError):
             self.dir = None  # e.g. a symlink out of the folder: read the files one by one

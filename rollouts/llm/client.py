@@ -2,7 +2,11 @@
 
 Transient failures (429, 5xx, timeouts, dropped connections) are retried with exponential
 backoff and jitter (a 429's ``Retry-After`` is honoured, capped at 60 s). Permanent failures
-(401, 403, 404, 400, other 4xx) raise :class:`rollouts.errors.ModelError` at once. Error messages
+(401, 403, 404, 400, other 4xx) raise :class:`rollouts.errors.ModelError` at once; a prompt the
+server refuses as longer than the context window raises :class:`~rollouts.errors.ContextOverflow`.
+With a ``deadline`` (the run's agent deadline, ``time.monotonic()`` seconds) every wait — each
+HTTP attempt (queueing in the server included), each back-off — ends by it, and a call that cannot
+finish in time raises :class:`~rollouts.errors.DeadlineExceeded` (the run ends as agent_timeout). Error messages
 name the model, the endpoint host and the HTTP status, and are scrubbed of the API key and of
 every secret-looking environment value.
 """
@@ -30,7 +34,7 @@ from tenacity import (
     stop_after_delay,
 )
 
-from rollouts.errors import EnvironmentNotReady, ModelError
+from rollouts.errors import ContextOverflow, DeadlineExceeded, EnvironmentNotReady, ModelError
 from rollouts.llm.pricing import cost_usd
 from rollouts.redact import redact, secret_values
 
@@ -49,6 +53,23 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 _KEY_PATTERN = re.compile(r"\b(?:sk|rk|pk)-[A-Za-z0-9_\-*.]{4,}")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+# A 400 whose error says the prompt does not fit (OpenAI "context_length_exceeded", llama.cpp
+# "exceed_context_size_error" / "exceeds the available context size", vLLM "maximum context length").
+_OVERFLOW_CODES = {"context_length_exceeded", "exceed_context_size_error", "string_above_max_length"}
+_OVERFLOW_TEXT = re.compile(r"context (?:length|size|window)|maximum context|too many tokens|prompt is too long", re.I)
+
+
+def is_context_overflow(exc: BaseException) -> bool:
+    """Whether an SDK error is the server refusing the prompt as too long: HTTP 400 with one of
+    the known error codes, or (servers that send no code) a message naming the context length."""
+    if getattr(exc, "status_code", None) != 400:
+        return False
+    body = getattr(exc, "body", None)
+    err = body.get("error", body) if isinstance(body, dict) else None
+    code = (err.get("code") or err.get("type")) if isinstance(err, dict) else getattr(exc, "code", None)
+    if code in _OVERFLOW_CODES:
+        return True
+    return bool(_OVERFLOW_TEXT.search(getattr(exc, "message", None) or str(exc)))
 
 
 @dataclass
@@ -152,8 +173,10 @@ class ModelClient:
         backoff_initial: float = 1.0,
         backoff_max: float = 30.0,
         price_overrides: Mapping[str, Any] | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.model = model
+        self.deadline = deadline  # time.monotonic() seconds; every wait of a call ends by it
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
         key = api_key or os.environ.get("OPENAI_API_KEY")
         parts = urlsplit(self.base_url)
@@ -204,7 +227,7 @@ class ModelClient:
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        remaining = self.max_wait - (time.monotonic() - state.start_time)
+        remaining = min(self.max_wait - (time.monotonic() - state.start_time), self._left())
         delay: float | None = None
         if isinstance(exc, openai.RateLimitError):
             delay = _retry_after_seconds(exc)
@@ -215,6 +238,13 @@ class ModelClient:
             ceiling = min(self.backoff_max, self.backoff_initial * 2 ** (state.attempt_number - 1))
             delay = ceiling * (0.5 + 0.5 * random.random())
         return max(0.0, min(delay, remaining))
+
+    def _left(self) -> float:
+        """Seconds until ``deadline`` (inf without one)."""
+        return math.inf if self.deadline is None else self.deadline - time.monotonic()
+
+    def _past_deadline(self, state: RetryCallState) -> bool:
+        return self._left() <= 0.5  # no time for another attempt
 
     def _before_sleep(self, state: RetryCallState) -> None:
         with self._lock:
@@ -238,11 +268,16 @@ class ModelClient:
         reasoning models (o1/o3/o4/gpt-5 families) ``max_completion_tokens`` is sent instead of
         ``max_tokens`` and ``temperature`` is omitted, as those models require.
 
-        Raises ModelError at once for 400/401/403/404 and other non-transient errors, and
+        Raises ModelError at once for 400/401/403/404 and other non-transient errors,
+        ContextOverflow (a ModelError) for a prompt over the context window,
         :class:`ModelRetriesExhausted` (a ModelError) when transient errors outlast
-        ``max_retries`` attempts or ``max_wait`` seconds. Messages never contain the API key.
+        ``max_retries`` attempts or ``max_wait`` seconds, and DeadlineExceeded when ``deadline``
+        passes first (no attempt starts, or is left running, past it). Messages never contain
+        the API key.
         """
-        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "timeout": timeout}
+        if self._left() <= 0.5:
+            raise DeadlineExceeded(f"model {self.model!r}: the run's agent deadline has passed")
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages}
         bare = self.model.rsplit("/", 1)[-1].lower()
         if bare.startswith(_REASONING_PREFIXES):
             kwargs["max_completion_tokens"] = max_tokens
@@ -254,7 +289,7 @@ class ModelClient:
 
         retrying = Retrying(
             retry=retry_if_exception_type(TRANSIENT_ERRORS),
-            stop=stop_after_attempt(self.max_retries) | stop_after_delay(self.max_wait),
+            stop=stop_after_attempt(self.max_retries) | stop_after_delay(self.max_wait) | self._past_deadline,
             wait=self._wait,
             before_sleep=self._before_sleep,
             reraise=True,
@@ -265,15 +300,20 @@ class ModelClient:
         def call() -> Any:
             nonlocal attempts
             attempts += 1
-            return self._client.chat.completions.create(**kwargs)
+            return self._client.chat.completions.create(**kwargs, timeout=max(0.5, min(timeout, self._left())))
 
         try:
             response = retrying(call)
         except TRANSIENT_ERRORS as exc:
+            if self._left() <= 0.5:
+                raise DeadlineExceeded(f"{self._describe(exc)} (the run's agent deadline passed during "
+                                       f"attempt {attempts}, {time.monotonic() - t0:.1f}s)") from None
             raise ModelRetriesExhausted(
                 f"{self._describe(exc)} (gave up after {attempts} attempt(s), {time.monotonic() - t0:.1f}s)"
             ) from None
         except openai.APIError as exc:
+            if is_context_overflow(exc):
+                raise ContextOverflow(self._describe(exc)) from None
             raise ModelError(self._describe(exc)) from None
         except openai.OpenAIError as exc:
             raise ModelError(self._scrub(f"model {self.model!r} at {self.host}: {exc}")) from None

@@ -40,6 +40,18 @@ N_CHUNKS = 6
 INSTALL_HINT = "pip install -e '.[local]'"
 
 _COPY_BLOCK = 8 * 1024 * 1024
+#: Context window (tokens) each slot of the rollout's server gets: what agents assume for "local".
+SLOT_CTX = 8192
+#: Slots at most: each holds a SLOT_CTX KV cache (~100 MB for this model); more than this many
+#: concurrent requests only share the same CPU cores.
+MAX_SLOTS = 8
+
+
+def rollout_slots(parallel: int) -> int:
+    """Slots for a rollout running ``parallel`` runs at once: one per run, at most MAX_SLOTS, so a
+    run does not queue for the model behind the others (a queue wait counts against its agent
+    time; the client's deadline bounds it). The server's total context is ``slots * SLOT_CTX``."""
+    return max(1, min(int(parallel), MAX_SLOTS))
 
 
 def model_cache_dir() -> Path:

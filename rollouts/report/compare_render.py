@@ -60,7 +60,9 @@ def render_compare(res: dict[str, Any], console, *, show_all: bool = False) -> N
         )
     console.print(t)
     if hidden:
-        console.print(f"… {hidden} more keys with smaller differences (--all or --json lists all)", markup=False)
+        console.print(
+            f"… {hidden} more keys with smaller differences (--all or --json lists all)", markup=False
+        )
     if res["per_arm"]:
         pa = Table(title="per agent/model", box=box.SIMPLE_HEAD, title_justify="left")
         for col in ("agent/model (A → B)", "keys", "mean A", "mean B", "B − A [CI]", "p", "W/L/T"):

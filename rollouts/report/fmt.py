@@ -49,3 +49,17 @@ def pk(d: dict, k: int | None) -> float | None:
 def fmt_signed(x: float | None) -> str:
     """A difference with its sign and 3 decimals (``+0.120``), or "n/a"."""
     return "n/a" if x is None else f"{x:+.3f}"
+
+
+def fmt_pk(row: dict, key: str, k: int | None) -> str:
+    """``value [lo, hi]`` of a row's ``pass_at_k`` / ``pass_hat_k`` at k (its ``<key>_ci`` holds
+    the interval; JSON turns the int keys into strings), "—" when k is None."""
+    if k is None:
+        return "—"
+    ci = pk(row.get(key + "_ci", {}), k)
+    return fmt_ci(pk(row[key], k), *(ci or (None, None)))
+
+
+def fmt_integrity(row: dict) -> str:
+    """A row's grading-integrity labels with their run counts (``isolated 3``), "—" when none."""
+    return ", ".join(f"{label} {n}" for label, n in sorted((row.get("integrity") or {}).items())) or "—"

@@ -16,7 +16,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from rollouts.report import charts
-from rollouts.report.fmt import arm_label, fmt, fmt_ci, fmt_cost, fmt_options, max_k, pk
+from rollouts.report.fmt import arm_label, fmt, fmt_ci, fmt_cost, fmt_integrity, fmt_options, fmt_pk, max_k
 from rollouts.report.markdown import ci_name, headline, time_cell
 from rollouts.report.tables import incomplete_line
 from rollouts.store import Manifest, atomic_write
@@ -95,8 +95,9 @@ def _rows(s: dict[str, Any]) -> list[dict[str, Any]]:
                 "options_s": fmt_options(r["options"]).replace(",", ", "),
                 "mean_s": fmt_ci(r["mean_reward"], r["ci_low"], r["ci_high"]),
                 "ci_name": ci_name(r["ci_method"]),
-                "pass1": fmt(pk(r["pass_at_k"], 1)),
-                "passk": f"{fmt(pk(r['pass_at_k'], k))} (k={k})" if k and k > 1 else "—",
+                "pass1": fmt_pk(r, "pass_at_k", 1),
+                "passk": f"{fmt_pk(r, 'pass_at_k', k)} (k={k})" if k and k > 1 else "—",
+                "integrity_s": fmt_integrity(r),
                 "cost_s": fmt_cost(r["cost_usd"]),
                 "timings_s": time_cell(r.get("timings", {}), None),
                 "wall_s": fmt(r["mean_wall_sec"], 1),

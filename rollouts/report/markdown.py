@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rollouts.report.fmt import arm_label, fmt, fmt_ci, fmt_cost, fmt_options, max_k, pk
+from rollouts.report.fmt import arm_label, fmt, fmt_ci, fmt_cost, fmt_integrity, fmt_options, fmt_pk, max_k
 
 #: Rows of the per-task table before it is cut (GitHub caps a step summary at 1 MiB).
 DEFAULT_MAX_ROWS = 300
@@ -164,9 +164,9 @@ def render_markdown(summary: dict[str, Any], max_rows: int = DEFAULT_MAX_ROWS) -
                 f"{r['n']}/{r['runs']}",
                 fmt_ci(r["mean_reward"], r["ci_low"], r["ci_high"]),
                 ci_name(r["ci_method"]),
-                fmt(pk(r["pass_at_k"], 1)),
-                f"{fmt(pk(r['pass_at_k'], k))} (k={k})" if k and k > 1 else "—",
-                f"{fmt(pk(r.get('pass_hat_k', {}), k))} (k={k})" if k and k > 1 else "—",
+                fmt_pk(r, "pass_at_k", 1),
+                f"{fmt_pk(r, 'pass_at_k', k)} (k={k})" if k and k > 1 else "—",
+                f"{fmt_pk(r, 'pass_hat_k', k)} (k={k})" if k and k > 1 else "—",
                 f"{r['prompt_tokens']}/{r['completion_tokens']}",
                 r["llm_calls"],
                 fmt_cost(r["cost_usd"]),
@@ -174,6 +174,7 @@ def render_markdown(summary: dict[str, Any], max_rows: int = DEFAULT_MAX_ROWS) -
                 r["timeouts"],
                 r["errors"],
                 r["infra_errors"],
+                fmt_integrity(r),
             ]
         )
     out += table(
@@ -185,9 +186,9 @@ def render_markdown(summary: dict[str, Any], max_rows: int = DEFAULT_MAX_ROWS) -
             "n/runs",
             "mean reward [95% CI]",
             "CI method",
-            "pass@1",
-            "pass@k",
-            "pass^k",
+            "pass@1 [95% CI]",
+            "pass@k [95% CI]",
+            "pass^k [95% CI]",
             "tokens in/out",
             "LLM calls",
             "cost (USD)",
@@ -195,9 +196,10 @@ def render_markdown(summary: dict[str, Any], max_rows: int = DEFAULT_MAX_ROWS) -
             "timeouts",
             "errors",
             "infra",
+            "grading integrity",
         ],
         body,
-        align="lllllrlrrrrrrlrrr",
+        align="lllllrlrrrrrrlrrrl",
     )
     if len(rows) > max_rows:
         out += ["", f"… {len(rows) - max_rows} more rows (see `summarize --json` or the HTML report)."]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rollouts.report.fmt import fmt, fmt_ci, fmt_cost, fmt_options, max_k, pk
+from rollouts.report.fmt import fmt, fmt_ci, fmt_cost, fmt_integrity, fmt_options, fmt_pk, max_k
 
 #: Rows of each per-row table printed unless ``show_all``.
 MAX_ROWS = 50
@@ -42,12 +42,6 @@ def _add(table, *cells: str) -> None:
     table.add_row(*(c if isinstance(c, Text) else Text(str(c)) for c in cells))
 
 
-def _pk_ci(r: dict, key: str, k: int | None) -> str:
-    """``value [lo, hi]`` of pass@k / pass^k at k from a row (JSON or in-memory keys)."""
-    ci = pk(r.get(key + "_ci", {}), k)
-    return fmt_ci(pk(r[key], k), *(ci or (None, None)))
-
-
 def render_table(summary: dict[str, Any], console, *, show_all: bool = False) -> None:
     """Print the summary as rich tables sized for a 120-column terminal: rewards per group, usage and
     time per group, custom metrics per group (if any) — each cut at :data:`MAX_ROWS` rows unless
@@ -65,7 +59,7 @@ def render_table(summary: dict[str, Any], console, *, show_all: bool = False) ->
     )
     for r in rows:
         k = max_k(r["pass_at_k"])
-        pass_k = f"{_pk_ci(r, 'pass_at_k', k)} k={k}" if k and k > 1 else "—"
+        pass_k = f"{fmt_pk(r, 'pass_at_k', k)} k={k}" if k and k > 1 else "—"
         _add(
             t,
             r["task"],
@@ -74,14 +68,10 @@ def render_table(summary: dict[str, Any], console, *, show_all: bool = False) ->
             f"{r['n']}/{r['runs']}",
             fmt_ci(r["mean_reward"], r["ci_low"], r["ci_high"]),
             r["ci_method"] or "—",
-            _pk_ci(r, "pass_at_k", 1),
+            fmt_pk(r, "pass_at_k", 1),
             pass_k,
             str(r["infra_errors"]),
-            *(
-                [", ".join(f"{k} {v}" for k, v in sorted(r.get("integrity", {}).items())) or "—"]
-                if integrity
-                else []
-            ),
+            *([fmt_integrity(r)] if integrity else []),
         )
     console.print(t)
     _more(console, len(all_rows) - len(rows), summary)

@@ -22,6 +22,7 @@ LABEL_ROLLOUT = "rollouts.rollout_id"
 LABEL_RUN = "rollouts.run_id"
 LABEL_PID = "rollouts.pid"  # harness process id (dead pid -> leftover)
 LABEL_HOST = "rollouts.host"
+LABEL_PID_START = "rollouts.pid_start"  # harness process start time (epoch s): a reused pid is not the owner
 TOOL_NAME = "rollouts"
 
 DEFAULT_OUTPUT_LIMIT = 1024 * 1024  # bytes kept per stream of one exec
@@ -114,14 +115,24 @@ def shell_join(argv: list[str]) -> str:
 
 
 class Sandbox(ABC):
-    """One running sandbox. Methods raise :class:`rollouts.errors.SandboxError` on
-    infrastructure failures (transport, daemon); a failing *command* is an ExecResult, not an error."""
+    """One running sandbox. What each method raises is part of the contract (checked for every
+    backend by ``tests/test_sandbox_contract.py``); errors are typed, never told apart by message:
+
+    - :class:`~rollouts.errors.SandboxError` — an infrastructure failure (transport, daemon, a
+      gone sandbox): the run is retried (kind ``infra``);
+    - :class:`~rollouts.errors.SandboxFileNotFound` (a SandboxError *and* a FileNotFoundError) —
+      the path to read does not exist, or is not a file / directory as asked;
+    - :class:`~rollouts.errors.OutputLimitExceeded` — what was to be copied out is over the cap
+      (not retried: the same content gives the same size; kind ``agent``).
+
+    A failing *command* is an ExecResult, not an error."""
 
     spec: SandboxSpec
 
     @abstractmethod
     def start(self) -> None:
-        """Create and start the sandbox. Idempotent."""
+        """Create and start the sandbox. Idempotent. SandboxError if it cannot start (image
+        missing, engine unreachable, stopped while starting)."""
 
     @abstractmethod
     def exec(
@@ -134,27 +145,36 @@ class Sandbox(ABC):
         user: str | None = None,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
     ) -> ExecResult:
-        """Run ``cmd`` (shell string via ``bash -c``, or argv) and wait for it, at most ``timeout`` s."""
+        """Run ``cmd`` (shell string via ``bash -c``, or argv) and wait for it, at most ``timeout`` s
+        (then killed: ``timed_out``). Output over ``output_limit`` bytes per stream is dropped and
+        counted (``truncated``), never an error. SandboxError if the sandbox is not running or the
+        transport fails."""
 
     @abstractmethod
     def put_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
-        """Write ``data`` to absolute ``path`` in the sandbox (parents created)."""
+        """Write ``data`` to absolute ``path`` in the sandbox (parents created). SandboxError on
+        failure (transport, a parent that is a file)."""
 
     @abstractmethod
     def put_dir(self, src: Path, dest: str) -> None:
-        """Copy the host directory ``src``'s contents into ``dest`` (created) in the sandbox."""
+        """Copy the host directory ``src``'s contents into ``dest`` (created) in the sandbox.
+        SandboxError on failure."""
 
     @abstractmethod
     def get_file(self, path: str, max_bytes: int = 64 * 1024 * 1024) -> bytes:
-        """Read a file from the sandbox. SandboxError if missing or larger than ``max_bytes``."""
+        """Read a file from the sandbox. SandboxFileNotFound if missing or not a regular file;
+        OutputLimitExceeded if larger than ``max_bytes``; SandboxError on transport failure."""
 
     @abstractmethod
     def get_dir(self, src: str, dest: Path, max_bytes: int = 256 * 1024 * 1024) -> None:
-        """Copy the sandbox directory ``src``'s contents into host dir ``dest``."""
+        """Copy the sandbox directory ``src``'s contents into host dir ``dest``.
+        SandboxFileNotFound if ``src`` is missing; OutputLimitExceeded if its archive is larger
+        than ``max_bytes``; SandboxError on transport failure."""
 
     @abstractmethod
     def stop(self) -> None:
-        """Kill and remove the sandbox. Idempotent; never raises for an already-gone sandbox."""
+        """Kill and remove the sandbox. Idempotent; never raises for an already-gone sandbox
+        (SandboxError only if the engine cannot be reached)."""
 
     def restart_processes(self) -> None:
         """Kill every process in the sandbox (its whole PID namespace) and start its main process
@@ -200,16 +220,20 @@ class SandboxBackend(ABC):
 
     @abstractmethod
     def task_image(self, task, log=None) -> str:
-        """Build or reuse the image for ``task`` (cached by content digest); returns its reference."""
+        """Build or reuse the image for ``task`` (cached by content digest); returns its reference.
+        ImageBuildError (a SandboxError) if the build fails; ConfigError for a Dockerfile that
+        breaks the task convention."""
 
     @abstractmethod
     def create(self, spec: SandboxSpec) -> Sandbox:
-        """A not-yet-started sandbox for ``spec``."""
+        """A not-yet-started sandbox for ``spec`` (no engine call: never raises)."""
 
     @abstractmethod
     def list_leftovers(self, rollout_id: str | None = None) -> list[dict]:
-        """Sandboxes this tool created (optionally of one rollout): dicts with id, labels, status."""
+        """Sandboxes this tool created (optionally of one rollout): dicts with id, labels, status.
+        SandboxError if listing fails."""
 
     @abstractmethod
     def remove(self, sandbox_id: str) -> None:
-        """Force-remove one sandbox by id."""
+        """Force-remove one sandbox by id; nothing for an unknown id. SandboxError if the engine
+        cannot be reached."""

@@ -27,7 +27,13 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from rollouts.errors import EnvironmentNotReady, SandboxEndedError, SandboxError
+from rollouts.errors import (
+    EnvironmentNotReady,
+    OutputLimitExceeded,
+    SandboxEndedError,
+    SandboxError,
+    SandboxFileNotFound,
+)
 from rollouts.sandbox import aioloop
 from rollouts.sandbox.base import (
     DEFAULT_OUTPUT_LIMIT,
@@ -228,13 +234,15 @@ class DockerSandbox(Sandbox):
         """SandboxEndedError if the container ended without us stopping it (its main process was
         killed from inside: the agent's doing), else SandboxError (infra)."""
         if not self._stopped:
+            # 409 from the engine: the container exists but is not running
+            gone = isinstance(e, docker.errors.APIError) and e.status_code == 409
             try:
                 self.container.reload()
-                gone = self.container.status in ("exited", "dead")
+                gone = gone or self.container.status not in ("running", "restarting")
             except docker.errors.NotFound:
                 gone = True
             except _TRANSPORT_ERRORS:
-                gone = False
+                pass
             if gone and not self._stopped:
                 raise SandboxEndedError(
                     "the sandbox ended during the run without the harness stopping it (its main process "
@@ -297,7 +305,9 @@ class DockerSandbox(Sandbox):
             f.seek(0)
             self._put_archive(parent or "/", f, dest)
 
-    def _archive(self, path: str, max_bytes: int, f) -> None:
+    def _archive(self, path: str, max_bytes: int, f, cap: int | None = None) -> None:
+        """The tar archive of ``path`` into ``f``; OutputLimitExceeded (naming ``cap``, default
+        ``max_bytes``) once it passes ``max_bytes``."""
         c = self._need()
         try:
             stream, _stat = c.get_archive(path)
@@ -305,25 +315,24 @@ class DockerSandbox(Sandbox):
             for chunk in stream:
                 n += len(chunk)
                 if n > max_bytes:
-                    raise SandboxError(f"{path} is larger than the {max_bytes}-byte cap")
+                    raise OutputLimitExceeded(path, cap or max_bytes)
                 f.write(chunk)
         except docker.errors.NotFound:
-            raise FileNotFoundError(path) from None
+            raise SandboxFileNotFound(path) from None
         except _TRANSPORT_ERRORS as e:
             raise SandboxError(f"copy out of sandbox failed ({path}): {_short(e)}") from None
         f.seek(0)
 
     def get_file(self, path: str, max_bytes: int = 64 * 1024 * 1024) -> bytes:
         with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as f:
-            self._archive(path, max_bytes + 1024 * 1024, f)
+            self._archive(path, max_bytes + 1024 * 1024, f, cap=max_bytes)  # + tar headers
             with tarfile.open(fileobj=f, mode="r|") as tar:
-                for m in tar:
-                    if m.isfile():
-                        data = tar.extractfile(m).read(max_bytes + 1)
-                        if len(data) > max_bytes:
-                            raise SandboxError(f"{path} is larger than the {max_bytes}-byte cap")
-                        return data
-        raise FileNotFoundError(path)
+                m = tar.next()  # the archive of a file is that one member; of a directory, the dir first
+                if m is not None and m.isfile():
+                    if m.size > max_bytes:
+                        raise OutputLimitExceeded(path, max_bytes, m.size)
+                    return tar.extractfile(m).read()
+        raise SandboxFileNotFound(path)  # a directory or a special file: no file there
 
     def get_dir(self, src: str, dest: Path, max_bytes: int = 256 * 1024 * 1024) -> None:
         dest = Path(dest)
@@ -348,20 +357,7 @@ class DockerSandbox(Sandbox):
             self._timer.cancel()
         if self.container is None:
             return
-        for _ in range(3):
-            try:
-                self.container.remove(force=True)
-                return
-            except docker.errors.NotFound:
-                return
-            except docker.errors.APIError as e:
-                # 409: auto_remove is already deleting it ("removal ... already in progress",
-                # "marked for removal")
-                if e.status_code == 409 or "already in progress" in str(e):
-                    return
-                time.sleep(0.5)
-            except Exception:
-                time.sleep(0.5)
+        _force_remove(self.container)
 
 
 class DockerBackend(SandboxBackend):
@@ -429,12 +425,32 @@ class DockerBackend(SandboxBackend):
 
     def remove(self, sandbox_id: str) -> None:
         try:
-            self.client.containers.get(sandbox_id).remove(force=True)
+            c = self.client.containers.get(sandbox_id)
         except docker.errors.NotFound:
-            pass
+            return
+        except _TRANSPORT_ERRORS as e:
+            raise SandboxError(f"cannot remove container {sandbox_id[:12]}: {_short(e)}") from None
+        _force_remove(c)
+
+
+def _force_remove(container) -> None:
+    """Force-remove a container: already gone, or being removed (409: auto_remove, a concurrent
+    remove), is done. SandboxError if the engine fails three times."""
+    last: BaseException | None = None
+    for _ in range(3):
+        try:
+            container.remove(force=True)
+            return
+        except docker.errors.NotFound:
+            return
         except docker.errors.APIError as e:
-            if e.status_code != 409:  # 409: its removal is already in progress (auto_remove)
-                raise
+            if e.status_code == 409:
+                return
+            last = e
+        except _TRANSPORT_ERRORS as e:
+            last = e
+        time.sleep(0.5)
+    raise SandboxError(f"cannot remove container {container.id[:12]}: {_short(last)}")
 
 
 def _short(e: BaseException) -> str:

@@ -29,7 +29,13 @@ from tenacity import (
     wait_random,
 )
 
-from rollouts.errors import EnvironmentNotReady, ImageBuildError, SandboxCapacityError, SandboxError
+from rollouts.errors import (
+    EnvironmentNotReady,
+    ImageBuildError,
+    SandboxCapacityError,
+    SandboxError,
+    SandboxFileNotFound,
+)
 from rollouts.sandbox import aioloop, base
 from rollouts.sandbox.base import Sandbox, SandboxBackend, SandboxSpec
 from rollouts.sandbox.modal_dockerfile import check_task_dockerfile, modal_dockerfile_commands
@@ -175,12 +181,12 @@ class ModalBackend(SandboxBackend):
         return aioloop.run(self.acall(what, fn, *args, path=path, **kwargs))
 
     def translate(self, e: BaseException, what: str, *, path: str = "", gone: bool = False) -> Exception:
-        """A Modal error as ours: SandboxFilesystemNotFoundError -> FileNotFoundError; ImageBuildError
+        """A Modal error as ours: SandboxFilesystemNotFoundError -> SandboxFileNotFound; ImageBuildError
         -> ours; everything else (other filesystem errors, a gone sandbox, auth) -> SandboxError."""
         x = self.sdk.exception
         msg = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
         if isinstance(e, x.SandboxFilesystemNotFoundError):
-            return FileNotFoundError(path or str(e))
+            return SandboxFileNotFound(path or str(e))
         if isinstance(e, _Unavailable):
             return SandboxError(f"{what}: Modal kept reporting the sandbox unavailable although it runs "
                                 f"({self.retries} attempts): {e}")  # fmt: skip

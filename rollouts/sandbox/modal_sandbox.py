@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rollouts.sandbox.modal import ModalBackend
 
-from rollouts.errors import SandboxError
+from rollouts.errors import OutputLimitExceeded, SandboxError, SandboxFileNotFound
 from rollouts.redact import secret_values
 from rollouts.sandbox import aioloop, base
 from rollouts.sandbox.base import ExecResult, Sandbox, SandboxSpec
@@ -129,13 +129,13 @@ class ModalSandbox(Sandbox):
         aioloop.run(self.aput_dir(src, dest))
 
     def get_file(self, path: str, max_bytes: int = 64 * 1024 * 1024) -> bytes:
-        """``stat`` then ``read_bytes``. FileNotFoundError if missing; SandboxError for a directory
-        or a file over ``max_bytes``."""
+        """``stat`` then ``read_bytes``. SandboxFileNotFound if missing or a directory;
+        OutputLimitExceeded for a file over ``max_bytes``."""
         return aioloop.run(self.aget_file(path, max_bytes))
 
     def get_dir(self, src: str, dest: Path, max_bytes: int = 256 * 1024 * 1024) -> None:
         """``src`` tarred in the sandbox, fetched with ``copy_to_local``, unpacked into ``dest`` with
-        ``filter="data"``. FileNotFoundError if ``src`` is no directory; SandboxError over ``max_bytes``."""
+        ``filter="data"``. SandboxFileNotFound if ``src`` is no directory; OutputLimitExceeded over ``max_bytes``."""
         aioloop.run(self.aget_dir(src, dest, max_bytes))
 
     def stop(self) -> None:
@@ -276,22 +276,26 @@ class ModalSandbox(Sandbox):
 
     async def aget_file(self, path: str, max_bytes: int = 64 * 1024 * 1024) -> bytes:
         info = await self._fs(f"stat {path}", "stat", path, path=path)
-        if info.is_dir() or info.size > max_bytes:
-            raise SandboxError(f"{path} is a directory or larger than the {max_bytes}-byte cap")
+        if info.is_dir():
+            raise SandboxFileNotFound(path)
+        if info.size > max_bytes:
+            raise OutputLimitExceeded(path, max_bytes, info.size)
         data = await self._fs(f"copy out of sandbox ({path})", "read_bytes", path, path=path)
         if len(data) > max_bytes:  # a symlink's stat size is the link's
-            raise SandboxError(f"{path} is larger than the {max_bytes}-byte cap")
+            raise OutputLimitExceeded(path, max_bytes, len(data))
         return data
 
     async def aget_dir(self, src: str, dest: Path, max_bytes: int = 256 * 1024 * 1024) -> None:
         remote = f"/tmp/rollouts-get-{uuid.uuid4().hex}.tar"
         r = await self._run(["bash", "-c", GET_DIR_SCRIPT, "rollouts-get", src, remote], f"packing {src}")
         if r.exit_code == 44:
-            raise FileNotFoundError(src)
+            raise SandboxFileNotFound(src)
         try:
             size = (r.stdout.split() or ["?"])[-1]
-            if not size.isdigit() or int(size) > max_bytes:
-                raise SandboxError(f"{src}: archive of {size} bytes (cap {max_bytes})")
+            if not size.isdigit():
+                raise SandboxError(f"{src}: packing reported no archive size ({size!r})")
+            if int(size) > max_bytes:
+                raise OutputLimitExceeded(src, max_bytes, int(size))
             with tempfile.TemporaryDirectory() as tmp:
                 local, top = Path(tmp) / "x.tar", Path(tmp) / "top"
                 await self._fs(f"copy out of sandbox ({src})", "copy_to_local", remote, str(local), path=remote)

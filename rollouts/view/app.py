@@ -32,7 +32,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from rollouts.errors import ConfigError
-from rollouts.report.fmt import arm_label, fmt, fmt_ci, fmt_cost, fmt_options
+from rollouts.report.fmt import arm_label, fmt, fmt_ci, fmt_cost, fmt_options, max_k, pk
 from rollouts.store import FINAL_STATUSES, ErrorKind, RunStatus, Store
 from rollouts.view import data as D
 from rollouts.view import exchanges as X
@@ -49,7 +49,7 @@ SECURITY_HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-typ
 #: visits cannot read the viewer through DNS rebinding (a name of its own resolving to 127.0.0.1).
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 RUNS_PER_PAGE = 100
-TASKS_PER_PAGE = 100
+TASKS_PER_PAGE = 50
 
 
 def _highlight_diff(text: str | None) -> Markup | None:
@@ -84,7 +84,7 @@ def make_env() -> Environment:
                       lstrip_blocks=True)
     env.filters.update(fmt=fmt, fmt_ci=fmt_ci, fmt_cost=fmt_cost, dur=_dur, options=fmt_options,
                        diff=_highlight_diff)
-    env.globals.update(arm_label=arm_label, qs=qs, STATUSES=STATUSES, ERROR_KINDS=ERROR_KINDS)
+    env.globals.update(arm_label=arm_label, qs=qs, max_k=max_k, pk=pk, STATUSES=STATUSES, ERROR_KINDS=ERROR_KINDS)
     return env
 
 
@@ -155,9 +155,11 @@ def create_app(data_dir: str | Path, min_age_sec: float | None = None,
         arms = sorted({(r["agent"], r["model"], r["options"]) for r in s["rows"]})
         tasks = sorted({r["task"] for r in s["rows"]})
         tasks_page, tpage, tpages = T.paginate(tasks, qint(request, "tpage"), TASKS_PER_PAGE)
-        grid = {(r["task"], r["agent"], r["model"], r["options"]): r for r in s["rows"] if r["task"] in set(tasks_page)}
+        on_page = set(tasks_page)
+        grid = {(r["task"], r["agent"], r["model"], r["options"]): r for r in s["rows"] if r["task"] in on_page}
+        rows = [r for r in s["rows"] if r["task"] in on_page]
         status = D.live_status(m)
-        ctx = dict(name=name, rid=rid, m=m, s=s, status=status, runs=runs, matched=matched, f=f, page=pg,
+        ctx = dict(name=name, rid=rid, m=m, s=s, status=status, runs=runs, rows=rows, matched=matched, f=f, page=pg,
                    pages=max(1, -(-matched // RUNS_PER_PAGE)), arms=arms, tasks=tasks_page, grid=grid,
                    tpage=tpage, tpages=tpages, agents=sorted({t.agent for t in m.tasks}),
                    models=sorted({t.model for t in m.tasks}))

@@ -51,6 +51,7 @@ class RolloutInfo:
     finished_at: str | None
     cost_usd: float | None
     done: int  # runs in a final state
+    error: str | None = None  # the manifest could not be read (status "unreadable")
 
 
 class Catalog:
@@ -133,13 +134,19 @@ class Catalog:
             for rid in ids[:per_benchmark] if per_benchmark else ids:
                 try:
                     infos.append(self.rollout_info(name, rid))
-                except (ConfigError, NotFound):
-                    continue  # a manifest being replaced or broken: the CLI reports it, the list skips it
+                except NotFound:
+                    continue  # removed since it was listed
+                except ConfigError as e:  # broken manifest: listed with the reason
+                    infos.append(RolloutInfo(name=name, rollout_id=rid, status="unreadable", runs=0, counts={},
+                                             overall=[], started_at="", finished_at=None, cost_usd=None, done=0,
+                                             error=str(e)))
             if infos:
                 out[name] = infos
         return dict(sorted(out.items(), key=lambda kv: kv[1][0].rollout_id, reverse=True)), totals
 
     def rollout_info(self, name: str, rid: str) -> RolloutInfo:
+        """The list line of ``name/rid`` (manifest + summary, both cached). ConfigError if the
+        manifest is invalid, NotFound if it is gone."""
         m = self.manifest(name, rid)
         s = self.summary(name, rid)
         costs = [o["cost_usd"] for o in s["overall"]]

