@@ -96,6 +96,11 @@ if _greenlet is not None:
             self.driver = driver
 
 
+def greenlets_available() -> bool:
+    """Whether cooperative runs are possible here (the greenlet package is installed)."""
+    return _greenlet is not None
+
+
 def cooperative() -> bool:
     """Whether the caller is a cooperative run (a greenlet on the loop thread)."""
     return _greenlet is not None and isinstance(_greenlet.getcurrent(), _RunGreenlet)

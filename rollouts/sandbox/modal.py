@@ -98,6 +98,7 @@ class ModalBackend(SandboxBackend):
     (create/terminate/list/files/builds); ``capacity_wait_sec`` bounds one create in total."""
 
     name = "modal"
+    cooperative = aioloop.greenlets_available()
 
     def __init__(self, sdk: Any = None, *, app_name: str = APP_NAME, base_dockerfile: Path | None = None,
                  retries: int = 5, retry_initial: float = 1.0, retry_max: float = 20.0,
