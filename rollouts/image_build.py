@@ -53,11 +53,15 @@ def _resolve_base(client, ref: str, task: Task, ensure_base: Callable[[], str], 
             f"image {ref} (needed by task {task.name}) is not present and cannot be pulled here; "
             f"map it in the config's [images] table (e.g. \"{ref}\" = \"rollouts-base\") or set pull_images = true"
         )
-    log(f"pulling {ref}")
-    try:
-        client.images.pull(ref)
-    except docker.errors.APIError as e:
-        raise ImageBuildError(f"pulling {ref} for task {task.name} failed: {e.explanation or e}") from None
+    tlock, flock = _locked(f"pull-{ref}")
+    with tlock, flock:  # one pull per image, however many runs ask at once
+        if _image_exists(client, ref):
+            return ref
+        log(f"pulling {ref}")
+        try:
+            client.images.pull(ref)
+        except docker.errors.APIError as e:
+            raise ImageBuildError(f"pulling {ref} for task {task.name} failed: {e.explanation or e}") from None
     return ref
 
 

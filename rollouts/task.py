@@ -261,6 +261,8 @@ class Task(BaseModel):
     of the format that read it; ``unsupported``: reasons this harness cannot run it, each naming
     the key (empty = runnable); ``notes``: how keys were mapped (shown by ``tasks show``);
     ``origin``: the directory as given when ``dir`` is a rearranged copy (:func:`materialize`);
+    ``env_templates``: env entries given as ``${VAR:-default}`` templates, unexpanded (``meta``
+    holds the values resolved from the host; these are what ``tasks convert`` writes);
     ``image_map`` / ``pull_images``: the config's ``[images]`` mapping and whether the engine may
     pull (set by ``load_config``); ``source``: where a
     registry task came from (git_url, git_commit_id, path).
@@ -276,6 +278,7 @@ class Task(BaseModel):
     unsupported: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     origin: Path | None = None
+    env_templates: dict[str, dict[str, str]] = Field(default_factory=dict)
     image_map: dict[str, str] = Field(default_factory=dict)
     pull_images: bool = False
     source: dict[str, str] | None = None

@@ -78,16 +78,16 @@ def test_second_use_installs_nothing(docker_client, task_image, monkeypatch):
     pkgs = agent.packages("0.163.0")
     first = layer_mod.ensure_layer(docker_client, "codex", "0.163.0", pkgs, task_image, print, show_progress=False)
 
-    def no_pip(*a, **k):
-        raise AssertionError(f"pip ran on a cached layer: {a}")
+    def forbidden(*a, **k):
+        raise AssertionError(f"a cached layer must not run pip or build: {a}")
 
-    monkeypatch.setattr(layer_mod.subprocess, "Popen", no_pip)
+    monkeypatch.setattr(layer_mod.subprocess, "Popen", forbidden)  # no pip
+    monkeypatch.setattr(layer_mod, "write_layer_tar", forbidden)  # no copy
+    monkeypatch.setattr(docker_client.volumes, "create", forbidden)  # no volume
     t0 = time.monotonic()
     again = layer_mod.ensure_layer(docker_client, "codex", "0.163.0", pkgs, task_image, print)
-    took = time.monotonic() - t0
-    print(f"cached agent_setup: {took * 1000:.1f} ms")
+    print(f"cached agent_setup: {(time.monotonic() - t0) * 1000:.1f} ms (figures: bench/bench_agent_setup.py)")
     assert again == first
-    assert took < 1.0  # one volume lookup; measured ~5 ms (bench/bench_agent_setup.py)
 
 
 def _build(args) -> tuple[str, int]:
@@ -222,3 +222,83 @@ def test_agent_solves_hello_file_through_gateway(name, upstream_kind, protocol, 
     assert (tmp_path / "agent" / agent.session_log_name).stat().st_size > 0
     if name != "mini-swe-agent":
         assert FINAL in res.notes
+
+
+# ---------------------------------------------------------------------- a whole rollout
+ROLLOUT = """
+name = "installed"
+parallel = 2
+
+[[tasks]]
+prepared_dir = "{task}"
+agent = "codex"
+model = "gpt-scripted"
+
+[[tasks]]
+prepared_dir = "{task}"
+agent = "claude-code"
+model = "claude-scripted"
+
+[[tasks]]
+prepared_dir = "{task}"
+agent = "mini-swe-agent"
+model = "gpt-scripted"
+
+[[tasks]]
+prepared_dir = "{task}"
+agent = "codex"
+model = "gpt-scripted"
+agent_options = {{ max_total_tokens = 200 }}
+"""
+
+
+def test_rollout_of_installed_agents(run_cli, tmp_path, base_image):
+    """`run` end to end: each agent in its sandbox on the rollout's internal gateway network,
+    the scripted upstream behind the gateway (which injects the real key), graded by the task's
+    hidden tests; a 200-token budget ends as `limit` with the request refused."""
+    key = f"sk-test-{uuid.uuid4().hex}"
+    cfg = tmp_path / "installed.toml"
+    cfg.write_text(ROLLOUT.format(task=TASK))
+    with ScriptedEndpoint(scripted_reply, api_key=key) as up:
+        env = {"OPENAI_BASE_URL": up.openai_base_url, "OPENAI_API_KEY": key,
+               "ANTHROPIC_BASE_URL": up.anthropic_base_url, "ANTHROPIC_API_KEY": key}
+        t0 = time.monotonic()
+        p = run_cli("run", str(cfg), env=env, timeout=600)
+        print(f"rollout of 4 runs: {time.monotonic() - t0:.1f} s")
+    data = tmp_path / "data"
+    m = json.loads(next((data / "rollouts" / "installed").glob("2*/manifest.json")).read_text())
+    res = {(r["agent"], r["agent_options"].get("max_total_tokens")): r for r in m["results"]}
+    for agent in ("codex", "claude-code", "mini-swe-agent"):
+        r = res[(agent, None)]
+        assert r["status"] == "completed" and r["reward"] == 1.0, (agent, r, p.stdout[-2000:], p.stderr[-2000:])
+        assert r["usage"]["prompt_tokens"] > 0 and r["usage"]["calls"] >= 2
+        assert r["agent_options"]["version"] and "agent_setup" in r["timings"]
+        run_dir = Path(r["run_dir"])
+        traj = json.loads((run_dir / "agent" / "trajectory.json").read_text())
+        assert traj["schema_version"].startswith("ATIF-v1.") and traj["agent"]["name"] == agent
+        assert sum(1 for s in traj["steps"] if s["source"] == "agent") >= 2
+    lim = res[("codex", 200)]
+    assert lim["status"] == "limit" and lim["reward"] == 0.0, lim
+    ex = [json.loads(x) for x in (Path(lim["run_dir"]) / "agent" / "gateway_exchanges.jsonl").read_text().splitlines()]
+    assert any(e.get("refused") == "limit" for e in ex)
+    # the real key reached the upstream (the scripted endpoint refuses others) and nothing on disk
+    for f in data.rglob("*"):
+        if f.is_file():
+            assert key not in f.read_text(errors="replace"), f
+
+
+# ---------------------------------------------------------------------- the local model (slow)
+@pytest.mark.slow
+def test_installed_agents_on_the_local_model(run_cli, tmp_path, base_image):
+    """Each agent on `model = "local"` (Qwen2.5-Coder-0.5B, 32k context) through the gateway:
+    status completed or limit, tokens counted by the gateway, an ATIF trajectory with at least one
+    model exchange. Minutes per agent on 2 cores; figures: bench/bench_installed_local.py."""
+    p = run_cli("run", str(ROOT / "configs" / "installed_agents_local.toml"), timeout=3600)
+    m = json.loads(next((tmp_path / "data" / "rollouts" / "installed_agents_local").glob("2*/manifest.json")).read_text())
+    assert len(m["results"]) == 3, p.stdout + p.stderr
+    for r in m["results"]:
+        print(r["agent"], r["status"], r["reward"], r["usage"], r["timings"])
+        assert r["status"] in ("completed", "limit"), (r, p.stdout[-3000:])
+        assert r["usage"]["prompt_tokens"] + r["usage"]["completion_tokens"] > 0
+        traj = json.loads((Path(r["run_dir"]) / "agent" / "trajectory.json").read_text())
+        assert sum(1 for s in traj["steps"] if s["source"] == "agent") >= 1
