@@ -1,8 +1,10 @@
 """Red team: held-in attacks on grading, one or more per class of issue 10, in fresh and shared mode.
 
 Each attack is a file ``tests/redteam/<mode>_<name>.sh``: the ``solution/solve.sh`` of a copy of
-``fix_bug_stats`` (``# mode: shared`` switches the copy to shared-mode grading, ``# stop: agent``
-to keep-services), run by the ``oracle`` agent through the real CLI — an adversarial agent.
+a shipped task (``# task:``, default ``fix_bug_stats``, whose tests run the agent's module through
+the untrusted runner; attacks on collection and the toolchain use the cheaper ``shell_hello_file``;
+``# mode: shared`` switches the copy to shared-mode grading, ``# stop: agent`` to keep-services),
+run by the ``oracle`` agent through the real CLI — an adversarial agent.
 Header ``# expect:``
 
 - ``zero``  — the run completes and scores 0.0 (the attack is simply ineffective);
@@ -47,7 +49,7 @@ pytestmark = [pytest.mark.docker]
 
 def header(path: Path) -> dict[str, str]:
     """``# key: value`` lines of an attack script."""
-    return dict(re.findall(r"^# (class|mode|expect|stop): (.+)$", path.read_text(), flags=re.M))
+    return dict(re.findall(r"^# (class|mode|expect|stop|task): (.+)$", path.read_text(), flags=re.M))
 
 
 def _make_task(tmp: Path, name: str, src: str, mode: str, solve: str | None, stop: str | None = None) -> Path:
@@ -75,7 +77,7 @@ def rollout(tmp_path_factory, base_image):
     scale = "16384" if os.environ.get("ROLLOUTS_SLOW") == "1" else "1024"
     for a in ATTACKS:
         h = header(a)
-        d = _make_task(tmp, a.stem, "fix_bug_stats", h["mode"], a.read_text(), h.get("stop"))
+        d = _make_task(tmp, a.stem, h.get("task", "fix_bug_stats"), h["mode"], a.read_text(), h.get("stop"))
         body += f'\n[[tasks]]\nprepared_dir = "{d}"\nagent = "oracle"\nenvironment_variables = {{ REDTEAM_N = "{scale}" }}\n'
         names.append(a.stem)
     for task, agent, mode in HONEST:
@@ -104,7 +106,7 @@ def rollout(tmp_path_factory, base_image):
           f"counted agent failures={len(counted)} completed at 0.0={len(ATTACKS) - len(scored) - len(infra) - len(counted)}")
     for name, rec in out.items():
         t = rec["timings"]
-        print(f"  {name:40} {t.get('agent', 0):6.1f}s {t.get('collect', 0):5.1f}s {t.get('verifier', 0):5.1f}s {rec['status']:16} reward={rec['reward']!s:5} kind={rec['error_kind']!s:8} "
+        print(f"  {name:40} {t.get('total', 0):6.1f}s {rec['status']:16} reward={rec['reward']!s:5} kind={rec['error_kind']!s:8} "
               f"integrity={rec.get('integrity')!s:17} {(rec['error'] or '')[:100]}")
     return out
 
