@@ -123,20 +123,28 @@ def test_parallel_first_runs_build_once(docker_client, task_image, tmp_path):
                 v.remove(force=True)
 
 
-def test_clean_removes_stale_layers_only(docker_client, task_image):
-    live = layer_mod.ensure_layer(docker_client, "codex", "0.163.0", CodexAgent().packages("0.163.0"),
-                                  task_image, print, show_progress=False)
-    name = f"rollouts-agent-stale-{uuid.uuid4().hex[:6]}"  # e.g. an older digest: no index names it
-    docker_client.volumes.create(name, labels={layer_mod.LABEL_LAYER: "stale", layer_mod.LABEL_TOOL: "rollouts"})
+def test_clean_removes_stale_layers_only(docker_client, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # a cache of its own: clean touches only its layers
+    tag = uuid.uuid4().hex[:6]
+    mine = {layer_mod.LABEL_TOOL: "rollouts", layer_mod.LABEL_CACHE: layer_mod.cache_id()}
+    live, stale, other = (f"rollouts-agent-{n}-{tag}" for n in ("live", "stale", "othercache"))
+    docker_client.volumes.create(live, labels={**mine, layer_mod.LABEL_LAYER: "live"})
+    docker_client.volumes.create(stale, labels={**mine, layer_mod.LABEL_LAYER: "stale"})  # e.g. an older digest
+    docker_client.volumes.create(other, labels={layer_mod.LABEL_TOOL: "rollouts", layer_mod.LABEL_LAYER: "x",
+                                                layer_mod.LABEL_CACHE: "another-cache"})
+    idx = layer_mod.cache_root() / "layers"
+    idx.mkdir(parents=True)
+    (idx / "live.json").write_text(json.dumps({"volume": live}))
     try:
-        assert name in layer_mod.clean_layers(docker_client, dry_run=True)
-        assert docker_client.volumes.get(name)
-        gone = layer_mod.clean_layers(docker_client)
-        assert name in gone and live.volume not in gone
-        assert not docker_client.volumes.list(filters={"name": name})
-        assert docker_client.volumes.get(live.volume)
+        assert layer_mod.clean_layers(docker_client, dry_run=True) == [stale]
+        assert docker_client.volumes.get(stale)
+        assert layer_mod.clean_layers(docker_client) == [stale]
+        names = {v.name for v in docker_client.volumes.list(filters={"name": tag})}
+        assert names == {live, other}
+        assert layer_mod.clean_layers(docker_client, all_layers=True) == [live]
+        assert not (idx / "live.json").exists()
     finally:
-        for v in docker_client.volumes.list(filters={"name": name}):
+        for v in docker_client.volumes.list(filters={"name": tag}):
             v.remove(force=True)
 
 
