@@ -184,13 +184,10 @@ def scripted_reply(protocol: str, body: dict) -> Reply:
     return Reply(text=f"THOUGHT: one step.\n\n```mswea_bash_command\n{cmd}\n```")
 
 
-@pytest.mark.parametrize("name,upstream_kind,protocol", [
-    ("codex", "openai", "responses"),           # Responses -> Chat translated by the gateway
-    ("claude-code", "anthropic", "messages"),   # Messages passed through
-    ("claude-code", "openai", "messages"),      # Messages -> Chat translated
-    ("mini-swe-agent", "openai", "chat"),
-])
-def test_agent_solves_hello_file_through_gateway(name, upstream_kind, protocol, docker_client, task_image, tmp_path):
+def _run_agent(name, upstream_kind, reply, docker_client, task_image, run_dir, deadline_sec=120.0, check=None):
+    """Run agent ``name`` once on shell_hello_file in a sandbox, through a real Gateway in front of
+    a ScriptedEndpoint speaking ``upstream_kind``. ``check(sb, res)`` runs before the sandbox
+    stops. Returns (AgentResult, the run's exchanges, its usage)."""
     from rollouts.gateway import Gateway, RunLimits, UpstreamSpec
     from rollouts.lifecycle import labels_for
     from rollouts.sandbox.base import SandboxSpec
@@ -204,32 +201,60 @@ def test_agent_solves_hello_file_through_gateway(name, upstream_kind, protocol, 
     volumes = agent.prepare(backend, {}, task_image, print)
     ipam = docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]
     bridge = ipam.get("Gateway") or str(ipaddress.ip_network(ipam["Subnet"])[1])
-    with ScriptedEndpoint(scripted_reply, api_key="sk-real-upstream") as up:
+    with ScriptedEndpoint(reply, api_key="sk-real-upstream") as up:
         base = up.openai_base_url if upstream_kind == "openai" else up.anthropic_base_url
         with Gateway(UpstreamSpec(upstream_kind, base, "scripted", api_key="sk-real-upstream"), host=bridge) as gw:
-            g = gw.register_run("r1", RunLimits(), log_path=tmp_path / "agent" / "gateway_exchanges.jsonl")
+            g = gw.register_run("r1", RunLimits(), log_path=run_dir / "agent" / "gateway_exchanges.jsonl")
             spec = SandboxSpec(image=task_image, labels=labels_for("test", f"test-{name}"), network=True,
                                volumes=volumes, lifetime_sec=300, memory_mb=2048)
             with backend.create(spec) as sb:
                 setup_workspace(sb, task, "/workspace", timeout=60)
-                ctx = AgentContext(sandbox=sb, task=task, workdir="/workspace", run_dir=tmp_path,
-                                   deadline=time.monotonic() + 120, model="scripted", log=print,
+                ctx = AgentContext(sandbox=sb, task=task, workdir="/workspace", run_dir=run_dir,
+                                   deadline=time.monotonic() + deadline_sec, model="scripted", log=print,
                                    gateway=Endpoint(g.anthropic_base_url, g.token, g.model_name,
                                                     host_base_url=g.anthropic_base_url))
                 t0 = time.monotonic()
                 res = agent.run(ctx)
                 print(f"{name}: {time.monotonic() - t0:.1f} s, {res}")
-                assert res.status == "completed", res
-                assert sb.exec(["cat", "/workspace/greeting.txt"], timeout=10).stdout == "hello world\n"
-                if name != "mini-swe-agent":  # the layer is mounted read-only
-                    assert not sb.exec(["touch", "/opt/rollouts-agent/x"], timeout=10).ok
-            ex = gw.exchanges("r1")
-            assert len(ex) >= 2 and {e.protocol for e in ex} == {protocol} and all(e.status_code == 200 for e in ex)
-            assert gw.usage("r1").prompt_tokens > 0
-    assert res.steps >= 1
-    assert (tmp_path / "agent" / agent.session_log_name).stat().st_size > 0
+                if check:
+                    check(sb, res)
+            return res, gw.exchanges("r1"), gw.usage("r1")
+
+
+@pytest.mark.parametrize("name,upstream_kind,protocol", [
+    ("codex", "openai", "responses"),           # Responses -> Chat translated by the gateway
+    ("claude-code", "anthropic", "messages"),   # Messages passed through
+    ("claude-code", "openai", "messages"),      # Messages -> Chat translated
+    ("mini-swe-agent", "openai", "chat"),
+])
+def test_agent_solves_hello_file_through_gateway(name, upstream_kind, protocol, docker_client, task_image, tmp_path):
+    def check(sb, res):
+        assert res.status == "completed", res
+        assert sb.exec(["cat", "/workspace/greeting.txt"], timeout=10).stdout == "hello world\n"
+        if name != "mini-swe-agent":  # the layer is mounted read-only
+            assert not sb.exec(["touch", "/opt/rollouts-agent/x"], timeout=10).ok
+
+    res, ex, usage = _run_agent(name, upstream_kind, scripted_reply, docker_client, task_image, tmp_path, check=check)
+    assert len(ex) >= 2 and {e.protocol for e in ex} == {protocol} and all(e.status_code == 200 for e in ex)
+    assert usage.prompt_tokens > 0 and res.steps >= 1
+    assert (tmp_path / "agent" / get_agent(name).session_log_name).stat().st_size > 0
     if name != "mini-swe-agent":
         assert FINAL in res.notes
+
+
+@pytest.mark.parametrize("name", ["codex", "claude-code", "mini-swe-agent"])
+def test_agent_killed_at_its_deadline(name, docker_client, task_image, tmp_path):
+    """A model that never answers in time: the agent's whole process tree in the sandbox is
+    killed at the deadline (timeout -k, own process group) and the run is a timeout."""
+    def slow(protocol, body):
+        return Reply(text=FINAL, delay_sec=20)
+
+    def check(sb, res):
+        assert res.status == "timeout", res
+        left = sb.exec("ps -eo args | grep -c '^/opt/rollouts-agent' || true", timeout=10).stdout.strip()
+        assert left == "0", sb.exec("ps -ef", timeout=10).stdout
+
+    _run_agent(name, "openai", slow, docker_client, task_image, tmp_path, deadline_sec=8, check=check)
 
 
 # ---------------------------------------------------------------------- a whole rollout
@@ -257,6 +282,12 @@ prepared_dir = "{task}"
 agent = "codex"
 model = "gpt-scripted"
 agent_options = {{ max_total_tokens = 200 }}
+
+[[tasks]]
+prepared_dir = "{task}"
+agent = "mini-swe-agent"
+model = "gpt-scripted"
+agent_options = {{ max_total_tokens = 200 }}
 """
 
 
@@ -272,7 +303,7 @@ def test_rollout_of_installed_agents(run_cli, tmp_path, base_image):
                "ANTHROPIC_BASE_URL": up.anthropic_base_url, "ANTHROPIC_API_KEY": key}
         t0 = time.monotonic()
         p = run_cli("run", str(cfg), env=env, timeout=600)
-        print(f"rollout of 4 runs: {time.monotonic() - t0:.1f} s")
+        print(f"rollout of 5 runs: {time.monotonic() - t0:.1f} s")
     data = tmp_path / "data"
     m = json.loads(next((data / "rollouts" / "installed").glob("2*/manifest.json")).read_text())
     res = {(r["agent"], r["agent_options"].get("max_total_tokens")): r for r in m["results"]}
@@ -285,10 +316,13 @@ def test_rollout_of_installed_agents(run_cli, tmp_path, base_image):
         traj = json.loads((run_dir / "agent" / "trajectory.json").read_text())
         assert traj["schema_version"].startswith("ATIF-v1.") and traj["agent"]["name"] == agent
         assert sum(1 for s in traj["steps"] if s["source"] == "agent") >= 2
-    lim = res[("codex", 200)]
-    assert lim["status"] == "limit" and lim["reward"] == 0.0, lim
-    ex = [json.loads(x) for x in (Path(lim["run_dir"]) / "agent" / "gateway_exchanges.jsonl").read_text().splitlines()]
-    assert any(e.get("refused") == "limit" for e in ex)
+    for agent in ("codex", "mini-swe-agent"):
+        lim = res[(agent, 200)]
+        assert lim["status"] == "limit" and lim["reward"] == 0.0, lim
+        ex = [json.loads(x) for x in (Path(lim["run_dir"]) / "agent" / "gateway_exchanges.jsonl").read_text().splitlines()]
+        refused = sum(1 for e in ex if e.get("refused") == "limit")
+        print(agent, "refused requests:", refused)
+        assert 1 <= refused <= 3  # the refusal ends the agent; it is not retried ten times with back-off
     # the real key reached the upstream (the scripted endpoint refuses others) and nothing on disk
     for f in data.rglob("*"):
         if f.is_file():
