@@ -90,33 +90,34 @@ def test_second_use_installs_nothing(docker_client, task_image, monkeypatch):
     assert again == first
 
 
+MINI = layer_mod.Package("mini-swe-agent", "2.4.6", (("minisweagent/", "minisweagent/"),))  # a 0.3 MB wheel
+
+
 def _build(args) -> tuple[str, int]:
     cache, agent, image = args
     os.environ["XDG_CACHE_HOME"] = cache
     import docker
 
     built = []
-    lay = layer_mod.ensure_layer(docker.from_env(), agent, "0.163.0", CodexAgent().packages("0.163.0"), image,
+    lay = layer_mod.ensure_layer(docker.from_env(), agent, "2.4.6", [MINI], image,
                                  lambda s: built.append(s) if "built" in s else None, show_progress=False)
     return lay.volume, len(built)
 
 
 def test_parallel_first_runs_build_once(docker_client, task_image, tmp_path):
-    # A fresh cache (own index and locks) and an agent name of its own (own volume); the wheel is
-    # hard-linked from the user's cache when there, so the test does not download it again.
-    src = layer_mod.cache_root() / "wheels" / f"codex-0.163.0-{layer_mod.sandbox_platform()[0]}"
-    agent = f"codex-partest-{uuid.uuid4().hex[:6]}"
-    dst = tmp_path / "rollouts" / "agents" / "wheels" / f"{agent}-0.163.0-{layer_mod.sandbox_platform()[0]}"
-    dst.mkdir(parents=True)
-    for w in src.glob("*.whl") if src.is_dir() else []:
-        os.link(w, dst / w.name)
+    """4 processes ask for the same new layer at once (a fresh cache: own index and locks; an
+    agent name of its own: own volume; the small mini-swe-agent wheel, the mechanism is the same
+    for every agent): one downloads and builds, the others wait and reuse it."""
+    agent = f"partest-{uuid.uuid4().hex[:6]}"
     try:
         with multiprocessing.get_context("spawn").Pool(4) as pool:
             out = pool.map(_build, [(str(tmp_path), agent, task_image)] * 4)
         assert len({v for v, _ in out}) == 1
         assert sum(n for _, n in out) == 1, out  # exactly one process built it
-        vols = docker_client.volumes.list(filters={"label": f"{layer_mod.LABEL_LAYER}"})
+        vols = docker_client.volumes.list(filters={"label": layer_mod.LABEL_LAYER})
         assert [v.name for v in vols if agent in v.name] == [out[0][0]]
+        wheels = list((tmp_path / "rollouts" / "agents" / "wheels").rglob("*.whl"))
+        assert len(wheels) == 1  # downloaded once
     finally:
         for v in docker_client.volumes.list(filters={"label": layer_mod.LABEL_LAYER}):
             if agent in v.name:
@@ -247,20 +248,20 @@ def test_agent_killed_at_its_deadline(name, docker_client, task_image, tmp_path)
     """A model that never answers in time: the agent's whole process tree in the sandbox is
     killed at the deadline (timeout -k, own process group) and the run is a timeout."""
     def slow(protocol, body):
-        return Reply(text=FINAL, delay_sec=20)
+        return Reply(text=FINAL, delay_sec=10)
 
     def check(sb, res):
         assert res.status == "timeout", res
         left = sb.exec("ps -eo args | grep -c '^/opt/rollouts-agent' || true", timeout=10).stdout.strip()
         assert left == "0", sb.exec("ps -ef", timeout=10).stdout
 
-    _run_agent(name, "openai", slow, docker_client, task_image, tmp_path, deadline_sec=8, check=check)
+    _run_agent(name, "openai", slow, docker_client, task_image, tmp_path, deadline_sec=5, check=check)
 
 
 # ---------------------------------------------------------------------- a whole rollout
 ROLLOUT = """
 name = "installed"
-parallel = 2
+parallel = 3
 
 [[tasks]]
 prepared_dir = "{task}"
