@@ -66,7 +66,7 @@ def regrade(store: Store, name: str, rollout_id: str, parallel: int | None = Non
         except SandboxError as e:
             row.update(status="error", note=f"infra: {e}")
             return row
-        rec.reward, rec.metrics = out.reward, out.metrics
+        rec.reward, rec.metrics, rec.integrity = out.reward, out.metrics, out.integrity
         if rec.status != "agent_timeout" or out.status != "completed":
             rec.status = out.status
         rec.error_kind = out.error_kind if out.status == "error" else (None if rec.error_kind == "verifier" else rec.error_kind)

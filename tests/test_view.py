@@ -124,6 +124,7 @@ def test_compare_pages(client, data):
     r = client.get(f"/compare?a=demo/{ids['rid']}&b=demo/{ids['rid2']}").text
     assert "No significant difference" in r or "significantly" in r
     assert "fix_bug_stats" in r and "B wins" in r
+    assert f"/runs/compare?a={ids['rid']}-0&b={ids['rid2']}-0" in r  # same task and arm, A vs B
     side = client.get(f"/runs/compare?a={ids['runs'][0]}&b={ids['runs'][1]}").text
     assert side.count("<h2>") >= 2 and "VERIFIER-OUTPUT" in side
 
@@ -176,6 +177,30 @@ def test_rollout_list_reads_only_the_newest_20_per_benchmark(data):
     assert "20260202__02-00-00" in all_ and "demo" not in all_
     assert "unreadable" in all_ and "invalid manifest" in all_  # the broken one, with its reason
     shutil.rmtree(data[0] / "rollouts" / "nightly")
+
+
+def test_rollout_list_serves_the_previous_line_while_it_refreshes(data):
+    from rollouts.store import Store
+    from tests.view_fixture import make_manifest
+
+    store = Store(data[0])
+    rid = "20260107__00-00-00"
+    m = make_manifest("swr", rid, store, [{"status": "running"}, {"status": "running"}], status="running")
+    m.host, m.pid = __import__("socket").gethostname(), os.getpid()
+    store.write_manifest(m)
+    app = create_app(data[0], min_age_sec=0)
+    c = TestClient(app, base_url="http://127.0.0.1")
+    assert "0/2 done" in c.get("/?all=swr").text
+    m.results[0].status, m.results[0].reward = "completed", 1.0
+    store.write_manifest(m)
+    first = c.get("/?all=swr").text  # the previous line, never waiting for the new summary
+    for _ in range(100):
+        if app.state.catalog.refreshing() == 0 and "1/2 done" in c.get("/?all=swr").text:
+            break
+        time.sleep(0.05)
+    assert "1/2 done" in c.get("/?all=swr").text and ("0/2 done" in first or "1/2 done" in first)
+    assert "1/2 done" in c.get(f"/r/swr/{rid}").text or "completed 1" in c.get(f"/r/swr/{rid}").text
+    shutil.rmtree(data[0] / "rollouts" / "swr")
 
 
 def test_big_trajectory_is_paginated():

@@ -191,9 +191,9 @@ class Gateway:
     # ------------------------------------------------------------------ budget
     def _exhausted(self, run: _Run) -> bool:
         lim, u = run.limits, run.usage
-        if lim.max_total_tokens is not None and u.prompt_tokens + u.completion_tokens >= lim.max_total_tokens:
+        if lim.max_total_tokens is not None and u.prompt_tokens + u.completion_tokens > lim.max_total_tokens:
             return True
-        return lim.max_cost_usd is not None and u.cost_usd is not None and u.cost_usd >= lim.max_cost_usd
+        return lim.max_cost_usd is not None and u.cost_usd is not None and u.cost_usd > lim.max_cost_usd
 
     def _admit(self, run: _Run, estimate: int) -> str | None:
         """None if the request may go upstream, else the refusal message (counted)."""
