@@ -30,7 +30,7 @@ def describe(task: Task) -> list[tuple[str, str]]:
     elif m.tests.stop == "agent":
         grading = "shared (in the agent's sandbox; the agent's processes stopped, services it started kept)"
     else:
-        grading = "shared (in the agent's sandbox; every process but PID 1 stopped)"
+        grading = "shared (in the agent's sandbox; every process stopped: its PID namespace restarted)"
     res = m.resources
     rows = [
         ("name", task.name),
