@@ -305,3 +305,28 @@ def test_upstream_for_model_names(monkeypatch):
 
     with pytest.raises(EnvironmentNotReady, match="OPENAI_API_KEY"):
         UpstreamSpec.for_model("gpt-4o", environ={})
+
+
+def test_gateway_usage_reaches_summaries_and_the_report(endpoint):
+    """What the gateway metered is the run's usage: summarize rows and the HTML report show it
+    like any agent's (a run refused for its budget has status ``limit``)."""
+    from rollouts.report.html import render_html
+    from rollouts.report.summary import summarize
+    from tests.test_report import manifest, rec
+
+    with _gateway(endpoint) as gw:
+        g = gw.register_run("run-u", RunLimits(max_total_tokens=60))
+        oa = _oa(g)
+        oa.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(openai.RateLimitError):
+            oa.chat.completions.create(model="m", messages=[{"role": "user", "content": "word " * 50}])
+        usage, hit = gw.usage("run-u"), gw.limit_hit("run-u")
+    r = rec("hello", 0.0, agent="codex", model="gpt-4o", status="limit" if hit else "completed")
+    r.usage = usage
+    m = manifest([r])
+    s = summarize(m)
+    row = s["rows"][0]
+    assert (row["prompt_tokens"], row["completion_tokens"], row["llm_calls"]) == (40, 12, 1)
+    assert row["cost_usd"] == pytest.approx((40 * 2.5 + 12 * 10) / 1e6)
+    html = render_html(s, m)
+    assert "40/12" in html and "limit" in html

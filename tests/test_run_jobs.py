@@ -194,3 +194,9 @@ def test_reaper_removes_only_orphans():
     assert [c["id"] for c in reap_dead(b, dry_run=True)] == ["dead"] and b.removed == []
     reap_dead(b)
     assert b.removed == ["dead"]
+
+
+def test_local_model_slots_follow_parallel():
+    from rollouts.llm.local_server import MAX_SLOTS, rollout_slots
+
+    assert [rollout_slots(p) for p in (1, 2, 4, 8, 200)] == [1, 2, 4, 8, MAX_SLOTS]

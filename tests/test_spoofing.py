@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from rollouts.errors import SandboxFileNotFound
 from rollouts.grading.verifier import (
     RewardFileError,
     RewardMissingError,
@@ -511,7 +512,7 @@ class FakeSandbox:
         prefix = src.rstrip("/") + "/"
         found = {p[len(prefix):]: d for p, d in self.files.items() if p.startswith(prefix)}
         if not found:
-            raise FileNotFoundError(src)
+            raise SandboxFileNotFound(src)
         if sum(len(d) for d in found.values()) > max_bytes:
             from rollouts.errors import SandboxError
 
@@ -522,7 +523,7 @@ class FakeSandbox:
 
     def get_file(self, path, max_bytes=64 * 1024 * 1024):
         if path not in self.files:
-            raise FileNotFoundError(path)
+            raise SandboxFileNotFound(path)
         data = self.files[path]
         if len(data) > max_bytes:
             from rollouts.errors import SandboxError

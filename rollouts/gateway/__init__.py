@@ -24,6 +24,8 @@ Python interface (everything an installed agent or the runner needs)::
         gw.usage("run-1")         # rollouts.store.Usage: prompt/completion tokens, calls, cost_usd
         gw.exchanges("run-1")     # list[Exchange]: request, response, usage, latency, status
         gw.limit_hit("run-1")     # True: a request was refused for the budget, or usage exceeds it
+        gw.bind_peer("run-1", ip) # optional: the token then works only from this source address
+                                  # (the sandbox's IP: rollouts.gateway.network.sandbox_address)
         gw.unregister("run-1")    # the token stops working; the run's records are dropped
 
 ``host``: the address to listen on — ``127.0.0.1`` for host-side agents, or the gateway address of
