@@ -93,8 +93,8 @@ class Environment(_Strict):
     )
     workdir: str = Field("/workspace", description="Absolute path of the workspace inside the sandbox.")
     image: str | None = Field(
-        None, description="A prebuilt image to run instead of building a Dockerfile (Harbor's docker_image); "
-        "mapped through the config's [images] table.",
+        None, description="A prebuilt image (Harbor's docker_image), mapped through the config's [images] "
+        "table; with a dockerfile too, used when present locally or pullable, else the Dockerfile is built.",
     )
     dockerfile_from: Literal["base_image", "as_written"] = Field(
         "base_image", description="base_image: the Dockerfile starts 'ARG BASE_IMAGE' / 'FROM ${BASE_IMAGE}'; "
@@ -117,8 +117,8 @@ class Environment(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> Environment:
-        if self.image is not None and self.dockerfile is not None:
-            raise ValueError("give either 'image' or 'dockerfile', not both")
+        if self.image is not None and self.dockerfile is not None and self.dockerfile_from != "as_written":
+            raise ValueError("'image' with a 'dockerfile' needs dockerfile_from = \"as_written\"")
         return self
 
     @field_validator("workdir")

@@ -225,3 +225,20 @@ def test_check_classifies_unsupported_tasks(run_cli, tmp_path):
     assert "1 of 6 tasks runnable" in p.stdout and "5 unsupported" in p.stdout
     p = run_cli("check", str(cfg), "--skip-unsupported")
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_readme_config_snippets_are_valid_configs():
+    import re
+
+    import tomllib
+
+    from rollouts.config import BenchmarkFile
+
+    text = (ROOT / "README.md").read_text()
+    tb2 = re.search(r"cat > tb2.toml <<'TOML'\n(.*?)\nTOML\n", text, re.S)
+    assert tb2, "README lacks the terminal-bench-2 config"
+    doc = BenchmarkFile.model_validate(tomllib.loads(tb2.group(1)))
+    assert doc.datasets[0].path == "~/terminal-bench-2" and doc.images["ubuntu:24.04"] == "rollouts-base"
+    block = re.search(r"## Benchmark config \(TOML\)\n\n```toml\n(.*?)```", text, re.S).group(1)
+    doc = BenchmarkFile.model_validate(tomllib.loads(block))
+    assert doc.datasets[0].n_tasks == 20 and doc.tasks[0].rollouts == 3

@@ -84,8 +84,12 @@ def test_harbor_deprecated_keys_mapped_as_harbor_does():
     assert any("storage_mb" in n and "not enforced" in n for n in t.notes)
 
 
-def test_separate_mode_is_fresh_grading():
-    assert load_task(FIX / "harbor/separate").meta.tests.mode == "fresh"
+def test_separate_mode_is_fresh_grading_and_prebuilt_image_falls_back_to_the_dockerfile():
+    t = load_task(FIX / "harbor/separate")
+    assert t.meta.tests.mode == "fresh"
+    env = t.meta.environment
+    assert env.image == "registry.example.invalid/fixtures/separate:1" and env.dockerfile == "environment/Dockerfile"
+    assert any("else environment/Dockerfile is built" in n for n in t.notes)
 
 
 def test_env_expansion_from_the_host(monkeypatch):

@@ -17,7 +17,9 @@ def describe(task: Task) -> list[tuple[str, str]]:
     """(label, value) rows: format, image, timeouts, resources, network, grading mode, unsupported."""
     m = task.meta
     env = m.environment
-    if env.image:
+    if env.image and env.dockerfile:
+        image = f"{env.image} (prebuilt; else built from {env.dockerfile}, FROM as written)"
+    elif env.image:
         image = f"{env.image} (prebuilt)"
     elif env.dockerfile:
         image = f"{env.dockerfile} ({'FROM as written' if env.dockerfile_from == 'as_written' else 'FROM ${BASE_IMAGE}'})"
@@ -28,7 +30,7 @@ def describe(task: Task) -> list[tuple[str, str]]:
     elif m.tests.stop == "agent":
         grading = "shared (in the agent's sandbox; the agent's processes stopped, services it started kept)"
     else:
-        grading = "shared (in the agent's sandbox; every process but PID 1 stopped)"
+        grading = "shared (in the agent's sandbox; every process stopped: its PID namespace restarted)"
     res = m.resources
     rows = [
         ("name", task.name),

@@ -221,13 +221,16 @@ def translate(cfg: TaskConfig, task_dir: Path) -> tuple[dict, list[str], list[st
                                 "build_timeout_sec": env.build_timeout_sec}
     if env.docker_image is not None:
         meta_env["image"] = env.docker_image
-    elif dockerfile.is_file():
+        if dockerfile.is_file():
+            notes.append(f"docker_image {env.docker_image}: used when present or pullable, else "
+                         "environment/Dockerfile is built")
+    if dockerfile.is_file():
         meta_env["dockerfile"] = "environment/Dockerfile"
         if workdir is None:
             workdir = dockerfile_workdir(read_bytes_checked(dockerfile, "Dockerfile").decode("utf-8", "replace"))
             if workdir:
                 notes.append(f"workdir {workdir} from the Dockerfile's WORKDIR")
-    elif not problems:
+    elif env.docker_image is None and not problems:
         raise ValueError("environment: neither docker_image nor environment/Dockerfile")
     if workdir is None:
         workdir = DEFAULT_WORKDIR

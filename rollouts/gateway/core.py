@@ -19,6 +19,7 @@ from starlette.routing import Route
 from rollouts.errors import ConfigError
 from rollouts.gateway import proxy
 from rollouts.gateway.models import Exchange, ExchangeUsage, Protocol, RunGrant, RunLimits, UpstreamSpec
+from rollouts.gateway.passthrough import applies as passthrough_ok
 from rollouts.gateway.serve import ThreadedServer
 from rollouts.llm.client import scrub_all
 from rollouts.llm.pricing import cost_usd, lookup_price
@@ -191,9 +192,9 @@ class Gateway:
     # ------------------------------------------------------------------ budget
     def _exhausted(self, run: _Run) -> bool:
         lim, u = run.limits, run.usage
-        if lim.max_total_tokens is not None and u.prompt_tokens + u.completion_tokens >= lim.max_total_tokens:
+        if lim.max_total_tokens is not None and u.prompt_tokens + u.completion_tokens > lim.max_total_tokens:
             return True
-        return lim.max_cost_usd is not None and u.cost_usd is not None and u.cost_usd >= lim.max_cost_usd
+        return lim.max_cost_usd is not None and u.cost_usd is not None and u.cost_usd > lim.max_cost_usd
 
     def _admit(self, run: _Run, estimate: int) -> str | None:
         """None if the request may go upstream, else the refusal message (counted)."""
@@ -286,6 +287,8 @@ class Gateway:
         stream = bool(body.get("stream"))
         ex = Exchange(seq=seq, run_id=run.run_id, protocol=protocol, stream=stream, started_at=started,
                       upstream_model=self.upstream.model, request=body)
+        if not passthrough_ok(self.upstream, protocol):  # litellm reads its own kwargs from the body
+            ex.dropped_fields = proxy.api_fields(protocol, body)[1]
         estimate = estimate_prompt_tokens(body)
         why = self._admit(run, estimate)
         if why is not None:
