@@ -3,8 +3,8 @@
 Usage: ``.venv/bin/python bench/bench_stats.py [--repeat N]``
 
 The synthetic rollout mixes the reward shapes seen in practice: 70% of tasks have binary
-rewards (Wilson CI), 20% partial-credit rewards in [0, 1] (Student t CI), and 10% binary with
-timeouts (``None`` rewards) and a few infrastructure errors. Prints the best-of-N wall time
+rewards (Wilson CI), 20% partial-credit rewards in [0, 1] (Wilson at the fractional count), 10%
+binary with timeouts (``None`` rewards) and a few infrastructure errors. Prints the best-of-N wall time
 in seconds for computing every group's statistics, plus (for reference) the macro mean and
 the clustered standard error over all runs.
 """

@@ -226,7 +226,13 @@ def main() -> None:
             res = [run_cli(argv, Path(tmp)) for _ in range(args.repeat)]
             walls, cpus = [r[0] for r in res], [r[2] for r in res]
             rss = max(r[1] for r in res)
-            ok = "OK" if statistics.median(walls) < 1 and rss < 200 else "OVER"
+            # wall time on a shared machine is CPU time stretched by the load; CPU time is what the
+            # command costs, and on an idle machine wall ~= CPU (the manifest is in the page cache)
+            ok = (
+                ("wall OK" if statistics.median(walls) < 1 else "wall OVER")
+                + (", cpu OK" if statistics.median(cpus) < 1 else ", cpu OVER")
+                + (", rss OK" if rss < 200 else ", rss OVER")
+            )
             print(
                 f"  {label:38s} {min(walls):.3f} / {statistics.median(walls):.3f} / {max(walls):.3f} s"
                 f"   cpu {statistics.median(cpus):.3f} s   {rss:6.1f} MiB   {ok}"

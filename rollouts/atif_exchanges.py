@@ -4,8 +4,8 @@ Every request an agent sends carries the conversation so far, in its protocol (C
 ``messages``, Responses ``instructions`` + ``input`` items, Messages ``system`` + ``messages``).
 The trajectory is read off them:
 
-- step 1 ``system``: the first request's system prompt (if any); step 2 ``user``: its first user
-  message (the task);
+- step 1 ``system``: the first request's system prompt(s) (if any); then one ``user`` step per
+  user message of the first request (agents send context such as AGENTS.md before the task);
 - one ``agent`` step per exchange: the reply's text, reasoning and tool calls, the exchange's
   usage as metrics (tokens, USD), ``extra`` = {seq, protocol, stream, latency_sec, ttft_sec,
   status_code, upstream_model};
@@ -166,9 +166,9 @@ def from_exchanges(exchanges: list, *, agent_name: str, agent_version: str, mode
         sys_txt = "\n\n".join(t for k, t, _ in first if k == "system")
         if sys_txt:
             traj.add("system", sys_txt, timestamp=exs[0]["started_at"])
-        user = next((t for k, t, _ in first if k == "user"), None)
-        if user is not None:
-            traj.add("user", user, timestamp=exs[0]["started_at"])
+        for k, t, _ in first:  # every user message of the first request (context, then the task)
+            if k == "user":
+                traj.add("user", t, timestamp=exs[0]["started_at"])
     cost_known = True
     last_agent = None
     for ex in exs:

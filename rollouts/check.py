@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from rollouts.config import BenchmarkConfig
 from rollouts.errors import EXIT_CONFIG, EXIT_ENV, EnvironmentNotReady
+from rollouts.grading.integrity import task_label
 
 
 def missing_images_lines(cfg: BenchmarkConfig) -> list[str]:
@@ -25,6 +26,19 @@ def missing_images_lines(cfg: BenchmarkConfig) -> list[str]:
             for ref, names in sorted(missing.items())]
 
 
+def cpu_notes(cfg: BenchmarkConfig) -> list[str]:
+    """One note per task asking for more CPUs than the Docker engine has (it runs capped)."""
+    entries = [e for e in cfg.entries if e.backend == "docker"]
+    if not entries:
+        return []
+    from rollouts.sandbox.docker import docker_client, engine_cpus
+
+    have = engine_cpus(docker_client())
+    seen: dict[str, float] = {e.task.name: e.resources.cpus for e in entries if e.resources.cpus > have}
+    return [f"note: {name} asks for {cpus:g} CPUs; the engine has {have:g}: it runs with {have:g}"
+            for name, cpus in seen.items()]
+
+
 def check_report(cfg: BenchmarkConfig, config: str, skip_unsupported: bool, echo: Callable[..., None]) -> int:
     """Print the expansion, entries, unsupported tasks and missing images; return the exit code
     (0 ok, 2 unsupported tasks without ``skip_unsupported``, 3 missing images)."""
@@ -33,11 +47,14 @@ def check_report(cfg: BenchmarkConfig, config: str, skip_unsupported: bool, echo
              f"({x['total']} found, {x['matched']} after include/exclude)", markup=False)
     for e in cfg.entries:
         echo(f"ok  {e.where or f'tasks[{e.index}]'} {e.task.name:24} [{e.task.format}] agent={e.agent} "
-             f"model={e.model} rollouts={e.rollouts} timeout={e.agent_timeout_sec:g}s", markup=False)
+             f"model={e.model} rollouts={e.rollouts} timeout={e.agent_timeout_sec:g}s "
+             f"grading={task_label(e.task.meta)}", markup=False)
     for s in cfg.skipped:
         echo(f"unsupported  {s.where} {s.task_name} ({s.task_dir}): {'; '.join(s.reasons)}", markup=False)
     try:
         lines = missing_images_lines(cfg)
+        for note in cpu_notes(cfg):
+            echo(note, markup=False)
     except EnvironmentNotReady as e:
         lines = []
         echo(f"note: base images not checked ({e})", markup=False)

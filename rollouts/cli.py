@@ -269,7 +269,8 @@ def summarize(
     if not name:
         for b in store.list_benchmarks():
             for rid in reversed(store.list_rollouts(b)):
-                console.print(listing_line(b, load_for_report(store, b, rid)), markup=False)
+                line = listing_line(b, load_for_report(store, b, rid))
+                console.print(line, markup=False, style="bold red" if "results incomplete" in line else None)
         return
     rid = _pick(store, name, latest, rollout)
     s = do_summarize(load_for_report(store, name, rid))

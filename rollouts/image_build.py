@@ -35,6 +35,7 @@ from rollouts.images import (
     _locked,
     from_images,
     mapped_image,
+    prebuilt_available,
     task_image_repo,
 )
 from rollouts.task import Task, dir_digest
@@ -53,11 +54,15 @@ def _resolve_base(client, ref: str, task: Task, ensure_base: Callable[[], str], 
             f"image {ref} (needed by task {task.name}) is not present and cannot be pulled here; "
             f"map it in the config's [images] table (e.g. \"{ref}\" = \"rollouts-base\") or set pull_images = true"
         )
-    log(f"pulling {ref}")
-    try:
-        client.images.pull(ref)
-    except docker.errors.APIError as e:
-        raise ImageBuildError(f"pulling {ref} for task {task.name} failed: {e.explanation or e}") from None
+    tlock, flock = _locked(f"pull-{ref}")
+    with tlock, flock:  # one pull per image, however many runs ask at once
+        if _image_exists(client, ref):
+            return ref
+        log(f"pulling {ref}")
+        try:
+            client.images.pull(ref)
+        except docker.errors.APIError as e:
+            raise ImageBuildError(f"pulling {ref} for task {task.name} failed: {e.explanation or e}") from None
     return ref
 
 
@@ -88,15 +93,17 @@ def _context_tar(ctx: Path, dockerfile_rel: str, dockerfile_text: str) -> io.Byt
 
 
 def ensure_as_written(client, task: Task, log: Log, ensure_base: Callable[[], str]) -> str:
-    """The image reference for a task with a prebuilt ``image`` or an as-written Dockerfile.
+    """The image reference for a task with a prebuilt ``image`` or an as-written Dockerfile. With
+    both (Terminal-Bench 2 ships a ``docker_image`` and the Dockerfile it was built from), the
+    prebuilt image is used when it is present or may be pulled, else the Dockerfile is built.
 
     Raises EnvironmentNotReady for a missing base that cannot be pulled, ImageBuildError (with
     the last build lines) when the build fails or exceeds ``build_timeout_sec``.
     """
     env = task.meta.environment
-    if env.image:
+    if env.image and (env.dockerfile is None or task.pull_images or prebuilt_available(client, task)):
         return _resolve_base(client, mapped_image(env.image, task.image_map), task, ensure_base, log)
-    assert env.dockerfile is not None
+    assert env.dockerfile is not None  # a prebuilt image not to be had here: build its Dockerfile
     df = (task.dir / env.dockerfile).resolve()
     text = df.read_text(errors="replace")
     resolved = {ref: _resolve_base(client, mapped_image(ref, task.image_map), task, ensure_base, log)

@@ -231,10 +231,29 @@ def base_images_of(task: Task) -> list[str]:
     env = task.meta.environment
     if env.image:
         return [env.image]
+    return dockerfile_bases(task)
+
+
+def dockerfile_bases(task: Task) -> list[str]:
+    """The FROM images of the task's Dockerfile when it is used as written (else empty)."""
+    env = task.meta.environment
     if env.dockerfile and env.dockerfile_from == "as_written":
-        df = task.dir / env.dockerfile
-        return from_images(df.read_text(errors="replace"))
+        return from_images((task.dir / env.dockerfile).read_text(errors="replace"))
     return []
+
+
+def images_used(task: Task) -> dict[str, str]:
+    """The ``[images]`` mapping as it applies to ``task`` (image → local image), for the manifest:
+    its prebuilt image and its Dockerfile's FROM images, where mapped."""
+    refs = base_images_of(task) + dockerfile_bases(task)
+    return {ref: mapped_image(ref, task.image_map) for ref in dict.fromkeys(refs)
+            if mapped_image(ref, task.image_map) != ref}
+
+
+def prebuilt_available(client: docker.DockerClient, task: Task) -> bool:
+    """Whether the task's prebuilt ``image`` (after mapping) is in the local engine."""
+    env = task.meta.environment
+    return bool(env.image) and _image_exists(client, mapped_image(env.image, task.image_map))
 
 
 def mapped_image(ref: str, mapping: dict[str, str]) -> str:
@@ -253,7 +272,10 @@ def missing_base_images(client: docker.DockerClient, tasks: list[Task], mapping:
     (it is built locally on demand)."""
     need: dict[str, list[str]] = {}
     for t in tasks:
-        for ref in base_images_of(t):
+        refs = base_images_of(t)
+        if t.meta.environment.image and t.meta.environment.dockerfile:  # prebuilt, else built from its recipe
+            refs = [] if prebuilt_available(client, t) else dockerfile_bases(t)
+        for ref in refs:
             m = mapped_image(ref, mapping)
             need.setdefault(m, [])
             if t.name not in need[m]:

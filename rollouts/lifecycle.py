@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rollouts import task_runtime
 from rollouts.agents import AgentContext, AgentResult, get_agent
@@ -45,6 +46,7 @@ class RunEnv:
     active_lock: threading.Lock = field(default_factory=threading.Lock)
     echo: Callable[[str, str], None] | None = None  # (run_id, line) for -vv
     grade: bool = True
+    gateways: Any = None  # rollouts.agents.installed.runtime.AgentGateways (installed agents)
 
 
 __all__ = ["Cancelled", "RunEnv", "execute_run", "labels_for", "record_infra_failure"]
@@ -71,10 +73,12 @@ class _RunLog:
 def _track(env: RunEnv, key: str, sb) -> None:
     """Register a live sandbox for cancellation (``key``: run id, or run id + ":verifier")."""
     with env.active_lock:
-        if env.cancel.is_set():
-            sb.stop()
-            raise Cancelled()
-        env.active[key] = sb
+        cancelled = env.cancel.is_set()
+        if not cancelled:
+            env.active[key] = sb
+    if cancelled:  # stopped outside the lock: a cooperative run may be suspended in stop()
+        sb.stop()
+        raise Cancelled()
 
 
 def _untrack(env: RunEnv, run_id: str) -> None:
@@ -119,6 +123,9 @@ def _life(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path, got: dic
     volumes = agent.prepare(env.backend, entry.agent_options, image, log)
     got["agent_options"] = agent.pinned_options(entry.agent_options)
     phase("agent_setup", t0)
+    endpoint = network = None
+    if agent.uses_gateway:  # its own token on the rollout's gateway; the sandbox reaches nothing else
+        endpoint, network = env.gateways.grant(rec.run_id, entry.model, agent.run_limits(entry.agent_options), run_dir)
     spec = SandboxSpec(
         image=image,
         labels={**labels_for(env.rollout_id, rec.run_id), "rollouts.phase": "agent"},
@@ -126,7 +133,7 @@ def _life(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path, got: dic
         cpus=res.cpus,
         memory_mb=res.memory_mb,
         pids=res.pids,
-        network=task.meta.network,
+        network=task.meta.network if network is None else network,
         env=dict(task.meta.environment.env),
         lifetime_sec=task.meta.timeouts.setup_sec + agent_timeout + 180
         + (task.meta.timeouts.verifier_sec if task.meta.tests.mode == "shared" else 0),
@@ -157,6 +164,7 @@ def _life(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path, got: dic
             sandbox=sb, task=task, workdir=workdir, run_dir=run_dir,
             deadline=time.monotonic() + agent_timeout, env=dict(entry.environment_variables),
             options=agent.Options.model_validate(entry.agent_options), model=entry.model, client=client, log=log,
+            gateway=endpoint,
         )
         if client is not None:
             client.deadline = ctx.deadline  # every model wait (attempts, back-off, slot queue) ends by it
@@ -181,12 +189,19 @@ def _life(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path, got: dic
         got["steps"] = result.steps
         if client is not None:
             got["usage"] = Usage(**client.usage.to_dict())
+        budget_hit = False
+        if endpoint is not None:
+            g = env.gateways.finish(rec.run_id, agent.trajectory_meta(entry), run_dir)
+            endpoint = None
+            got["usage"], budget_hit = g.usage, g.limit_hit
         t0 = time.monotonic()
         diff = task_runtime.collect(sb, task, workdir, base, run_dir / "artifacts",
                                     redact(result.notes, env.secrets), env.secrets)
         phase("collect", t0)
         agent_status = {"timeout": "agent_timeout", "error": "error"}.get(result.status, "completed")
         error = None
+        if budget_hit:  # the gateway refused a request over the run's budget: a failure, not graded
+            return RunOutcome(status="limit", reward=0.0, launch_rc=0, **got)
         if result.status == "error":
             error_kind = error_kind or "agent"
             error = redact(result.error or "agent failed", env.secrets)
@@ -218,6 +233,8 @@ def _life(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path, got: dic
         _untrack(env, rec.run_id)
         if client is not None and hasattr(client, "close"):
             client.close()
+        if endpoint is not None:  # the agent phase did not end normally: revoke the token
+            env.gateways.release(rec.run_id)
     graded = base_out.model_copy(update={"reward": out.reward, "metrics": out.metrics})
     if out.status == "error":
         error = task_runtime.explain_verifier_error(task, run_dir, out.error) if out.error_kind == "verifier" else out.error

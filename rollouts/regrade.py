@@ -35,6 +35,8 @@ def regrade(store: Store, name: str, rollout_id: str, parallel: int | None = Non
             task = load_task(Path(t.task_dir))
         except ConfigError as e:
             raise ConfigError(f"cannot re-grade: {e}") from None
+        if t.images:  # the [images] mapping the rollout used (Harbor / Terminal-Bench base images)
+            task = task.model_copy(update={"image_map": dict(t.images)})
         if task.digest != t.task_digest:
             log(f"task {t.task_name} changed since the rollout (digest differs): grading with the current tests")
         tasks[t.index] = (task, t.backend)
@@ -66,7 +68,7 @@ def regrade(store: Store, name: str, rollout_id: str, parallel: int | None = Non
         except SandboxError as e:
             row.update(status="error", note=f"infra: {e}")
             return row
-        rec.reward, rec.metrics = out.reward, out.metrics
+        rec.reward, rec.metrics, rec.integrity = out.reward, out.metrics, out.integrity
         if rec.status != "agent_timeout" or out.status != "completed":
             rec.status = out.status
         rec.error_kind = out.error_kind if out.status == "error" else (None if rec.error_kind == "verifier" else rec.error_kind)

@@ -58,12 +58,31 @@ class Runner:
                 from rollouts.llm.client import ModelClient
 
                 ModelClient(e.model, price_overrides=self.config.pricing or None).close()  # no key -> exit 3
+            if get_agent(e.agent).uses_gateway and e.backend != "docker":
+                from rollouts.errors import ConfigError
+
+                raise ConfigError(f"agent {e.agent!r} runs on the docker backend only for now (its layer is a "
+                                  f"Docker volume), not {e.backend!r}", file=str(self.config.path),
+                                  field=f"tasks[{e.index}].backend")
+            if e.model != "local" and get_agent(e.agent).uses_gateway:
+                from rollouts.gateway import UpstreamSpec
+
+                UpstreamSpec.for_model(e.model)  # no key -> exit 3
         for name in sorted({e.backend for e in self.config.entries}):
             b = self.backend(name)
             b.preflight()
             if n := len(reap_dead(b)):
                 log(f"removed {n} orphaned sandbox(es) of rollouts whose harness is gone")
             b.prepare(log=log)
+
+    def _gateways(self, rollout_id: str):
+        """The rollout's gateways for installed agents (None when no entry has one)."""
+        if not any(get_agent(e.agent).uses_gateway for e in self.config.entries):
+            return None
+        from rollouts.agents.installed.runtime import AgentGateways
+
+        return AgentGateways(self.backend("docker").client, rollout_id,
+                             local_base_url=lambda: self._server.base_url, prices=self.config.pricing or None)
 
     def _make_client(self, entry: TaskEntry):
         from rollouts.llm.client import ModelClient
@@ -143,27 +162,35 @@ class Runner:
         m = self.manifest or self.new_manifest()
         entries = {e.index: e for e in self.config.entries}
         self._env = RunEnv(backend=None, rollout_id=m.rollout_id, make_client=self._make_client,
-                           secrets=self.secrets, cancel=self.cancel_event, echo=self.echo, grade=self.grade)
+                           secrets=self.secrets, cancel=self.cancel_event, echo=self.echo, grade=self.grade,
+                           gateways=self._gateways(m.rollout_id))
         self.writer.start_flusher()
         try:
-            if any(e.model == "local" and get_agent(e.agent).needs_model for e in self.config.entries):
+            local = [get_agent(e.agent) for e in self.config.entries if e.model == "local"]
+            if any(a.needs_model or a.uses_gateway for a in local):
                 from rollouts.llm.local_server import SLOT_CTX, LocalModelServer, rollout_slots
 
                 n = rollout_slots(self.config.parallel)
+                # Installed agents' prompts (Codex, Claude Code) are many thousands of tokens: 32k
+                # (Qwen2.5's context) per slot for them.
+                slot_ctx = 32768 if any(a.uses_gateway for a in local) else SLOT_CTX
                 self.on_event("log", None, f"starting the local model server (llama.cpp, Qwen2.5-Coder-0.5B, {n} slot(s))")
-                self._server = LocalModelServer(n_ctx=SLOT_CTX * n, n_parallel=n)
+                self._server = LocalModelServer(n_ctx=slot_ctx * n, n_parallel=n)
                 self._server.start()
                 self.on_event("log", None, f"local model server ready at {self._server.base_url}")
             limits = {e.backend: self.backend(e.backend).live_sandbox_limit for e in self.config.entries}
+            coop = {e.backend: self.backend(e.backend).cooperative for e in self.config.entries}
             run_all([r for r in m.results if r.status not in FINAL_STATUSES],
                     lambda r: self._run_one(r, entries[r.entry_index]), parallel=self.config.parallel,
                     backend_of=lambda r: entries[r.entry_index].backend, limits=limits,
-                    cancel=self.cancel_event, cancel_grace_sec=cancel_grace_sec)
+                    cancel=self.cancel_event, cancel_grace_sec=cancel_grace_sec, cooperative=coop)
         finally:
             self.writer.finalize()
+            self._kill_all()
+            if self._env.gateways is not None:
+                self._env.gateways.close()
             if self._server is not None:
                 self._server.stop()
-            self._kill_all()
         return m
 
     def _run_one(self, rec: RunRecord, entry: TaskEntry) -> None:

@@ -93,8 +93,8 @@ class Environment(_Strict):
     )
     workdir: str = Field("/workspace", description="Absolute path of the workspace inside the sandbox.")
     image: str | None = Field(
-        None, description="A prebuilt image to run instead of building a Dockerfile (Harbor's docker_image); "
-        "mapped through the config's [images] table.",
+        None, description="A prebuilt image (Harbor's docker_image), mapped through the config's [images] "
+        "table; with a dockerfile too, used when present locally or pullable, else the Dockerfile is built.",
     )
     dockerfile_from: Literal["base_image", "as_written"] = Field(
         "base_image", description="base_image: the Dockerfile starts 'ARG BASE_IMAGE' / 'FROM ${BASE_IMAGE}'; "
@@ -117,8 +117,8 @@ class Environment(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> Environment:
-        if self.image is not None and self.dockerfile is not None:
-            raise ValueError("give either 'image' or 'dockerfile', not both")
+        if self.image is not None and self.dockerfile is not None and self.dockerfile_from != "as_written":
+            raise ValueError("'image' with a 'dockerfile' needs dockerfile_from = \"as_written\"")
         return self
 
     @field_validator("workdir")
@@ -261,6 +261,8 @@ class Task(BaseModel):
     of the format that read it; ``unsupported``: reasons this harness cannot run it, each naming
     the key (empty = runnable); ``notes``: how keys were mapped (shown by ``tasks show``);
     ``origin``: the directory as given when ``dir`` is a rearranged copy (:func:`materialize`);
+    ``env_templates``: env entries given as ``${VAR:-default}`` templates, unexpanded (``meta``
+    holds the values resolved from the host; these are what ``tasks convert`` writes);
     ``image_map`` / ``pull_images``: the config's ``[images]`` mapping and whether the engine may
     pull (set by ``load_config``); ``source``: where a
     registry task came from (git_url, git_commit_id, path).
@@ -276,6 +278,7 @@ class Task(BaseModel):
     unsupported: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     origin: Path | None = None
+    env_templates: dict[str, dict[str, str]] = Field(default_factory=dict)
     image_map: dict[str, str] = Field(default_factory=dict)
     pull_images: bool = False
     source: dict[str, str] | None = None

@@ -141,13 +141,14 @@ echo "$NONCE"
 def _collect_snapshot(sb: Sandbox, task, workdir: str, base: str, artifacts: Path, notes: str,
                       secrets: list[str]) -> bytes:
     """diff.patch of the workdir against the start snapshot. A failed collection is recorded in
-    repo_info.json; it fails the run (GradingIntegrityError, an agent failure) only when grading
-    needs the diff (fresh mode)."""
+    repo_info.json; it fails the run only when grading needs the diff (fresh mode): VerifierError
+    when no snapshot could be taken (too large, no git), GradingIntegrityError (an agent failure)
+    when collecting from the agent's sandbox failed."""
     import base64
     import binascii
     from secrets import token_hex
 
-    from rollouts.errors import GradingIntegrityError
+    from rollouts.errors import GradingIntegrityError, VerifierError
     from rollouts.grading.stop import exec_watched
     from rollouts.workspace import COLLECT_ENV
 
@@ -192,6 +193,8 @@ def _collect_snapshot(sb: Sandbox, task, workdir: str, base: str, artifacts: Pat
     atomic_write(artifacts / "diff.patch", redact_bytes(diff, secrets))
     atomic_write(artifacts / "repo_info.json", redact(json.dumps(info, indent=2), secrets) + "\n")
     if error and task.meta.tests.mode == "fresh":
+        if info.get("snapshot") == "skipped":  # the task's tree, not the agent: grading cannot happen
+            raise VerifierError(error)
         raise GradingIntegrityError(error)
     return diff
 

@@ -109,16 +109,22 @@ class Progress:
 
 # ------------------------------------------------------------------------------------ live table
 _STEP_LINE = re.compile(r"^(\[(step \d+|rlm [^\]]+|llm)\]|\$ )")  # shell/rlm/llm steps; oracle's "$ bash …"
-#: Phases whose duration is open-ended enough to deserve a progress bar.
-LONG_PHASES = ("image build",)
+#: Phases whose duration is open-ended enough to deserve a progress bar, with the agent.log lines
+#: that open and close them (rollouts/images.py; the installed agents' layer, agents/installed/layer.py).
+_LONG_MARKERS = (
+    ("image build", ("building ", "importing "), lambda ln: ln.startswith("built ")),
+    ("agent layer", ("downloading ",), lambda ln: ln.startswith("agent layer ") and " built" in ln),
+)
+LONG_PHASES = tuple(p for p, _, _ in _LONG_MARKERS)
 
 
 def run_phase(run_dir: Path) -> tuple[str, str]:
     """(phase, last step) of a run in progress, from its folder: ``grading`` once artifacts are
-    collected, ``agent`` once the agent logged a step (``[step N]``, ``[rlm …]``, ``[llm]``, ``$ cmd``)
-    or wrote a trajectory, ``image build``
-    while ``logs/agent.log`` ends in a build that has not finished, else ``before step 1`` (image,
-    sandbox, workspace, the agent's first model call: nothing on disk tells them apart). The last step is the newest ``[step N] …`` / ``[rlm …]`` log line."""
+    collected; ``agent`` once the agent logged a step (``[step N]``, ``[rlm …]``, ``[llm]``,
+    ``$ cmd``) or wrote a trajectory; ``image build`` / ``agent layer`` while the last 32 KB of
+    ``logs/agent.log`` show a task image build / an installed agent's layer download that has not
+    finished; else ``before step 1`` (image, sandbox, workspace, the agent's first model call:
+    nothing on disk tells them apart). The last step is the newest step line of the log."""
     run_dir = Path(run_dir)
     log = run_dir / "logs" / "agent.log"
     tail = ""
@@ -126,7 +132,7 @@ def run_phase(run_dir: Path) -> tuple[str, str]:
         with open(log, "rb") as f:
             f.seek(0, 2)
             size = f.tell()
-            f.seek(max(0, size - 8192))
+            f.seek(max(0, size - 32768))
             tail = f.read().decode("utf-8", errors="replace")
     except FileNotFoundError:
         pass
@@ -137,10 +143,14 @@ def run_phase(run_dir: Path) -> tuple[str, str]:
         return "grading", last
     if steps or (run_dir / "agent" / "trajectory.json").is_file():
         return "agent", last
-    builds = [i for i, ln in enumerate(lines) if ln.startswith(("building ", "importing "))]
-    built = [i for i, ln in enumerate(lines) if ln.startswith("built ")]
-    if builds and (not built or built[-1] < builds[-1]):
-        return "image build", last
+    open_phases = []
+    for phase, starts, ends in _LONG_MARKERS:
+        begun = [i for i, ln in enumerate(lines) if ln.startswith(starts)]
+        done = [i for i, ln in enumerate(lines) if ends(ln)]
+        if begun and (not done or done[-1] < begun[-1]):
+            open_phases.append((begun[-1], phase))
+    if open_phases:
+        return max(open_phases)[1], last
     return "before step 1", last
 
 

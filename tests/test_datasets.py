@@ -109,10 +109,15 @@ def test_unsupported_refused_or_skipped_and_recorded(tmp_path, tasks_dir):
     assert len(cfg.entries) == 24 and [s.task_name for s in cfg.skipped] == ["fixtures/gpu", "gamma-multi"]
     m = Runner(cfg, Store(tmp_path / "data")).new_manifest()
     assert [s.task_name for s in m.skipped] == ["fixtures/gpu", "gamma-multi"]
+    from rollouts.report.html import render_html
+    from rollouts.report.markdown import render_markdown
     from rollouts.report.summary import summarize
 
-    line = summarize(m)["skipped_line"]
+    s = summarize(m)
+    line = s["skipped_line"]
     assert line.startswith("ran 24 of 26 tasks; 2 unsupported: fixtures/gpu (environment.gpus = 1")
+    assert "ran 24 of 26 tasks; 2 unsupported" in render_markdown(s)
+    assert "ran 24 of 26 tasks; 2 unsupported" in render_html(s, m, tmp_path)
 
 
 # ------------------------------------------------------------------------------- registry.json
@@ -187,3 +192,53 @@ def test_registry_errors(tmp_path, registry):
     with pytest.raises(EnvironmentNotReady, match="git fetch"):
         load_config(write(tmp_path, f'[[datasets]]\nregistry = "{reg}"\ndataset = "fixtures"\nagent = "oracle"\n'
                           'include = ["app-state"]\n'), agents=AGENTS)
+
+
+def test_registry_from_an_http_url(tmp_path, registry):
+    import functools
+    import http.server
+    import threading
+
+    reg, _ = registry
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(reg.parent))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/{reg.name}"
+        cfg = load_config(write(tmp_path, f'[[datasets]]\nregistry = "{url}"\ndataset = "fixtures@1.0"\n'
+                                'include = ["metrics"]\nagent = "oracle"\n'), agents=AGENTS)
+        assert [e.task.name for e in cfg.entries] == ["fixtures/metrics"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_check_classifies_unsupported_tasks(run_cli, tmp_path):
+    cfg = write(tmp_path, f'[[datasets]]\npath = "{FIX / "harbor-unsupported"}"\nagent = "oracle"\n'
+                f'[[datasets]]\npath = "{FIX / "terminal_bench"}"\ninclude = ["hello-*"]\nagent = "oracle"\n'
+                '[images]\n"ghcr.io/laude-institute/t-bench/python-3-13:20250620" = "rollouts-base"\n')
+    p = run_cli("check", str(cfg))
+    assert p.returncode == 2, p.stdout + p.stderr
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("unsupported  ")]
+    assert len(lines) == 5
+    assert any("datasets[0] fixtures/windows" in ln and "environment.os = 'windows'" in ln for ln in lines)
+    assert "1 of 6 tasks runnable" in p.stdout and "5 unsupported" in p.stdout
+    p = run_cli("check", str(cfg), "--skip-unsupported")
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_readme_config_snippets_are_valid_configs():
+    import re
+
+    import tomllib
+
+    from rollouts.config import BenchmarkFile
+
+    text = (ROOT / "README.md").read_text()
+    tb2 = re.search(r"cat > tb2.toml <<'TOML'\n(.*?)\nTOML\n", text, re.S)
+    assert tb2, "README lacks the terminal-bench-2 config"
+    doc = BenchmarkFile.model_validate(tomllib.loads(tb2.group(1)))
+    assert doc.datasets[0].path == "~/terminal-bench-2" and doc.images["ubuntu:24.04"] == "rollouts-base"
+    block = re.search(r"## Benchmark config \(TOML\)\n\n```toml\n(.*?)```", text, re.S).group(1)
+    doc = BenchmarkFile.model_validate(tomllib.loads(block))
+    assert doc.datasets[0].n_tasks == 20 and doc.tasks[0].rollouts == 3

@@ -84,8 +84,12 @@ def test_harbor_deprecated_keys_mapped_as_harbor_does():
     assert any("storage_mb" in n and "not enforced" in n for n in t.notes)
 
 
-def test_separate_mode_is_fresh_grading():
-    assert load_task(FIX / "harbor/separate").meta.tests.mode == "fresh"
+def test_separate_mode_is_fresh_grading_and_prebuilt_image_falls_back_to_the_dockerfile():
+    t = load_task(FIX / "harbor/separate")
+    assert t.meta.tests.mode == "fresh"
+    env = t.meta.environment
+    assert env.image == "registry.example.invalid/fixtures/separate:1" and env.dockerfile == "environment/Dockerfile"
+    assert any("else environment/Dockerfile is built" in n for n in t.notes)
 
 
 def test_env_expansion_from_the_host(monkeypatch):
@@ -139,7 +143,13 @@ def test_bad_values_are_config_errors_naming_task_toml(tmp_path):
     (d / "task.toml").write_text("[environment]\nmemory = '2X'\n")
     with pytest.raises(ConfigError) as e:
         load_task(d)
-    assert "task.toml" in str(e.value) and "environment.memory" in str(e.value)
+    assert "task.toml: environment" in str(e.value) and "memory: invalid size '2X'" in str(e.value)
+    (d / "task.toml").write_text("[environment]\ncpus = 'two'\n")
+    with pytest.raises(ConfigError, match=r"task.toml: environment.cpus"):
+        load_task(d)
+    (d / "task.toml").write_text("[task]\nname = 'no-namespace'\n")
+    with pytest.raises(ConfigError, match=r"task.toml: task.name"):
+        load_task(d)
     (d / "task.toml").write_text("[agent\n")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_task(d)
@@ -212,3 +222,39 @@ def test_verifier_error_says_the_verifier_needed_the_network(tmp_path):
     assert msg.endswith("the verifier wrote no reward file")
     log.write_text("AssertionError: wrong answer\n")
     assert explain_verifier_error(t, tmp_path, "x") == "x"
+
+
+def test_templates_never_written_out_resolved(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("HB_FIXTURE_WORD", "sk-secret-value-123")
+    t = load_task(FIX / "harbor/solution-env")
+    assert t.meta.solution_env == {"WORD": "sk-secret-value-123"}  # resolved for the run
+    assert t.env_templates == {"tests.env": {"EXPECTED_WORD": "${HB_FIXTURE_WORD:-platypus}"},
+                               "solution_env": {"WORD": "${HB_FIXTURE_WORD:-platypus}"}}
+    out = tmp_path / "conv"
+    p = run_cli("tasks", "convert", str(FIX / "harbor/solution-env"), "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    text = (out / "tb_meta.json").read_text()
+    assert "sk-secret-value-123" not in text and '"WORD": "${HB_FIXTURE_WORD:-platypus}"' in text
+    p = run_cli("tasks", "show", "--json", str(FIX / "harbor/solution-env"))
+    assert "sk-secret-value-123" not in p.stdout and "${HB_FIXTURE_WORD:-platypus}" in p.stdout
+    assert load_task(out).meta.solution_env == {"WORD": "sk-secret-value-123"}  # tb_meta expands too
+
+
+def test_from_images_mapping_and_rewrite():
+    from rollouts.image_build import rewrite_from
+    from rollouts.images import base_images_of, from_images, mapped_image
+
+    df = ("ARG V=1\nFROM --platform=linux/amd64 python:3.13-slim AS build\nRUN true\n"
+          "FROM build AS test\nFROM ubuntu:24.04\nFROM ${BASE}\nFROM scratch\n")
+    assert from_images(df) == ["python:3.13-slim", "ubuntu:24.04"]  # no stage names, ARGs or scratch
+    m = {"python:3.13-slim": "rollouts-base", "ubuntu": "local/ubuntu:1"}
+    assert mapped_image("python:3.13-slim", m) == "rollouts-base"
+    assert mapped_image("ubuntu:24.04", m) == "local/ubuntu:1"  # a key without a tag maps every tag
+    assert mapped_image("debian:12", m) == "debian:12"
+    out = rewrite_from(df, {"python:3.13-slim": "rollouts-base:abc", "ubuntu:24.04": "local/ubuntu:1"})
+    assert "FROM --platform=linux/amd64 rollouts-base:abc AS build" in out and "FROM local/ubuntu:1\n" in out
+    assert "FROM build AS test" in out and "FROM ${BASE}" in out
+    assert base_images_of(load_task(FIX / "harbor/app-state")) == ["ubuntu:24.04"]
+    assert base_images_of(load_task(FIX / "terminal_bench/hello-file")) == [
+        "ghcr.io/laude-institute/t-bench/python-3-13:20250620"]
+    assert base_images_of(load_task(ROOT / "data/tasks/prepared/fix_bug_stats")) == []

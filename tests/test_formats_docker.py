@@ -87,6 +87,9 @@ def test_unsupported_refused_without_the_flag_and_missing_images_reported(rollou
     p = run_cli("run", str(rollout["cfg"]), data_dir=tmp_path / "d")
     assert p.returncode == 2, p.stdout + p.stderr
     assert "14 task(s) cannot run here" in p.stderr and "fixtures/windows" in p.stderr
+    p = run_cli("check", str(rollout["cfg"]), "--skip-unsupported", data_dir=tmp_path / "d")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "note: fixtures/metrics asks for 64 CPUs; the engine has" in p.stdout  # and it ran (capped)
     cfg = tmp_path / "noimages.toml"
     cfg.write_text(f'name = "noimg"\n[[datasets]]\npath = "{FIX / "harbor"}"\nagent = "oracle"\n')
     for cmd in ("check", "run"):
@@ -118,3 +121,44 @@ def test_healthcheck_that_never_passes_fails_the_environment(docker_client, base
             run_healthcheck(sb, hc, "/")
     finally:
         sb.stop()
+
+
+def test_large_workdir_is_not_snapshotted_and_repo_info_says_so(docker_client, base_image, tmp_path, monkeypatch):
+    import uuid
+
+    from rollouts import task_runtime
+    from rollouts.lifecycle import labels_for
+    from rollouts.sandbox.base import SandboxSpec
+    from rollouts.sandbox.docker import DockerBackend
+    from rollouts.task import load_task
+
+    task = load_task(FIX / "harbor/metrics")  # shared grading, no healthcheck
+    rid = f"snap-{uuid.uuid4().hex[:8]}"
+    sb = DockerBackend(docker_client).create(SandboxSpec(image=base_image, labels=labels_for(rid, f"{rid}-0")))
+    try:
+        sb.start()
+        sb.exec("mkdir -p /app && cd /app && for i in 1 2 3 4; do echo $i > f$i; done", timeout=30)
+        monkeypatch.setattr(task_runtime, "SNAPSHOT_MAX_FILES", 3)
+        base = task_runtime.prepare(sb, task, "/app", timeout=60)
+        assert base.startswith("skipped:workdir too large to snapshot (4+ files")
+        diff = task_runtime.collect(sb, task, "/app", base, tmp_path / "artifacts", "notes", [])
+        info = json.loads((tmp_path / "artifacts/repo_info.json").read_text())
+        assert diff == b"" and info["snapshot"] == "skipped" and "too large" in info["reason"]
+        assert info["captured"] == "nothing (no snapshot)"
+        assert sb.exec("test -d /logs/agent && test -d /logs/artifacts", timeout=30).ok
+        monkeypatch.setattr(task_runtime, "SNAPSHOT_MAX_FILES", 20_000)
+        base = task_runtime.prepare(sb, task, "/app", timeout=60)
+        sb.exec("echo changed > /app/f1 && echo new > /app/f5", timeout=30)
+        diff = task_runtime.collect(sb, task, "/app", base, tmp_path / "a2", "notes", [])
+        assert b"+changed" in diff and b"b/f5" in diff
+        assert not sb.exec("test -e /app/.git", timeout=30).ok  # nothing written into the workdir
+    finally:
+        sb.stop()
+
+
+def test_eval_regrades_the_separate_mode_task_with_the_recorded_image_mapping(rollout, run_cli):
+    p = run_cli("eval", "fmt_fixtures", "--latest", "--json", data_dir=rollout["tmp"] / "data", timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    rows = {(r["task"], r.get("agent")): r for r in json.loads(p.stdout)}
+    regraded = {k: r for k, r in rows.items() if r["status"] not in ("skipped",) and "separate" in k[0]}
+    assert regraded and all(r["reward"] == r["previous_reward"] for r in regraded.values()), rows

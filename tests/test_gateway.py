@@ -305,3 +305,51 @@ def test_upstream_for_model_names(monkeypatch):
 
     with pytest.raises(EnvironmentNotReady, match="OPENAI_API_KEY"):
         UpstreamSpec.for_model("gpt-4o", environ={})
+
+
+def test_gateway_usage_reaches_summaries_and_the_report(endpoint):
+    """What the gateway metered is the run's usage: summarize rows and the HTML report show it
+    like any agent's (a run refused for its budget has status ``limit``)."""
+    from rollouts.report.html import render_html
+    from rollouts.report.summary import summarize
+    from tests.test_report import manifest, rec
+
+    with _gateway(endpoint) as gw:
+        g = gw.register_run("run-u", RunLimits(max_total_tokens=60))
+        oa = _oa(g)
+        oa.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(openai.RateLimitError):
+            oa.chat.completions.create(model="m", messages=[{"role": "user", "content": "word " * 50}])
+        usage, hit = gw.usage("run-u"), gw.limit_hit("run-u")
+    r = rec("hello", 0.0, agent="codex", model="gpt-4o", status="limit" if hit else "completed")
+    r.usage = usage
+    m = manifest([r])
+    s = summarize(m)
+    row = s["rows"][0]
+    assert (row["prompt_tokens"], row["completion_tokens"], row["llm_calls"]) == (40, 12, 1)
+    assert row["cost_usd"] == pytest.approx((40 * 2.5 + 12 * 10) / 1e6)
+    html = render_html(s, m)
+    assert "40/12" in html and "limit" in html
+
+
+@pytest.mark.parametrize("protocol", ["responses", "messages"])
+def test_agent_cannot_redirect_the_real_key(endpoint, protocol):
+    """litellm reads keyword arguments such as base_url/api_base/custom_llm_provider from the
+    same dict as the request: fields outside the protocol's API never reach it."""
+    with ScriptedEndpoint(SCRIPT) as evil, _gateway(endpoint) as gw:
+        g = gw.register_run("run-evil")
+        hijack = {"api_base": evil.openai_base_url, "base_url": evil.openai_base_url,
+                  "custom_llm_provider": "openai", "extra_headers": {"x-leak": "1"}, "api_key": "sk-mine",
+                  "mock_response": "pwned"}
+        if protocol == "responses":
+            r = httpx.post(g.openai_base_url + "/responses", headers={"Authorization": f"Bearer {g.token}"},
+                           json={"model": "m", "input": "hi", **hijack}, timeout=60)
+        else:
+            r = httpx.post(g.anthropic_base_url + "/v1/messages", headers={"x-api-key": g.token}, timeout=60,
+                           json={"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+                                 **hijack})
+        assert r.status_code == 200, r.text
+        assert evil.requests == [] and len(endpoint.requests) == 1 and "pwned" not in r.text
+        assert "x-leak" not in endpoint.requests[0].headers
+        _upstream_saw_only_real_key(endpoint, g)
+        assert gw.exchanges("run-evil")[0].dropped_fields == sorted(hijack)

@@ -21,6 +21,7 @@ from rollouts.gateway.network import (
     GatewayNetwork,
     list_gateway_networks,
     remove_leftover_networks,
+    sandbox_address,
 )
 from rollouts.gateway.scripted import Reply, ScriptedEndpoint
 from rollouts.sandbox.base import SandboxSpec
@@ -157,8 +158,10 @@ def test_only_the_gateway_is_reachable(rig, docker_client, planted_key):
             "gateway_port_other_ip": [_bridge_ip(docker_client), rig["gw"].port],
             "upstream_endpoint_port": [net.gateway_ip, int(rig["ep"].url.rsplit(":", 1)[1])],
         }
-        assert other.exec("python3 -c \"import urllib.request;urllib.request.urlopen('http://127.0.0.1:8080')\"",
-                          timeout=10).ok, "the other sandbox's listener works"
+        wait_up = ("import time, urllib.request\nfor _ in range(100):\n    try:\n"
+                   "        urllib.request.urlopen('http://127.0.0.1:8080'); break\n"
+                   "    except OSError:\n        time.sleep(0.1)\nelse:\n    raise SystemExit(1)\n")
+        assert other.exec(["python3", "-c", wait_up], timeout=30).ok, "the other sandbox's listener works"
         r = sb.exec(["python3", "-c", PROBE, json.dumps(targets)], timeout=60)
         assert r.exit_code == 0, r.output
         out = json.loads(r.stdout)
@@ -171,6 +174,13 @@ def test_only_the_gateway_is_reachable(rig, docker_client, planted_key):
         # the listeners do answer when asked from the host: the failures are the isolation's doing
         assert socket.create_connection(("127.0.0.1", on_host_any.port), timeout=2).recv(5) == b"HELLO"
         assert rig["gw"].usage("iso-run").calls == 1
+        # bound to its sandbox's address, the token is refused from any other sandbox
+        rig["gw"].bind_peer("iso-run", sandbox_address(docker_client, sb.id, net.name))
+        thief = rig["sandbox"](env=grant.env())
+        stolen = thief.exec(["python3", "-c", PROBE, "{}"], timeout=60)
+        assert "HTTPError 401" in json.loads(stolen.stdout)["gateway"], stolen.output
+        again = sb.exec(["python3", "-c", PROBE, "{}"], timeout=60)
+        assert json.loads(again.stdout)["gateway"] == "pong"
 
         # the planted key: nowhere in the container (env, every process's environ, any file)
         assert planted_key not in sb.exec("env", timeout=10).stdout

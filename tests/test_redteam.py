@@ -1,8 +1,10 @@
 """Red team: held-in attacks on grading, one or more per class of issue 10, in fresh and shared mode.
 
 Each attack is a file ``tests/redteam/<mode>_<name>.sh``: the ``solution/solve.sh`` of a copy of
-``fix_bug_stats`` (``# mode: shared`` switches the copy to shared-mode grading, ``# stop: agent``
-to keep-services), run by the ``oracle`` agent through the real CLI — an adversarial agent.
+a shipped task (``# task:``, default ``fix_bug_stats``, whose tests run the agent's module through
+the untrusted runner; attacks on collection and the toolchain use the cheaper ``shell_hello_file``;
+``# mode: shared`` switches the copy to shared-mode grading, ``# stop: agent`` to keep-services),
+run by the ``oracle`` agent through the real CLI — an adversarial agent.
 Header ``# expect:``
 
 - ``zero``  — the run completes and scores 0.0 (the attack is simply ineffective);
@@ -47,7 +49,7 @@ pytestmark = [pytest.mark.docker]
 
 def header(path: Path) -> dict[str, str]:
     """``# key: value`` lines of an attack script."""
-    return dict(re.findall(r"^# (class|mode|expect|stop): (.+)$", path.read_text(), flags=re.M))
+    return dict(re.findall(r"^# (class|mode|expect|stop|task): (.+)$", path.read_text(), flags=re.M))
 
 
 def _make_task(tmp: Path, name: str, src: str, mode: str, solve: str | None, stop: str | None = None) -> Path:
@@ -75,7 +77,7 @@ def rollout(tmp_path_factory, base_image):
     scale = "16384" if os.environ.get("ROLLOUTS_SLOW") == "1" else "1024"
     for a in ATTACKS:
         h = header(a)
-        d = _make_task(tmp, a.stem, "fix_bug_stats", h["mode"], a.read_text(), h.get("stop"))
+        d = _make_task(tmp, a.stem, h.get("task", "fix_bug_stats"), h["mode"], a.read_text(), h.get("stop"))
         body += f'\n[[tasks]]\nprepared_dir = "{d}"\nagent = "oracle"\nenvironment_variables = {{ REDTEAM_N = "{scale}" }}\n'
         names.append(a.stem)
     for task, agent, mode in HONEST:
@@ -104,7 +106,7 @@ def rollout(tmp_path_factory, base_image):
           f"counted agent failures={len(counted)} completed at 0.0={len(ATTACKS) - len(scored) - len(infra) - len(counted)}")
     for name, rec in out.items():
         t = rec["timings"]
-        print(f"  {name:40} {t.get('agent', 0):6.1f}s {t.get('collect', 0):5.1f}s {t.get('verifier', 0):5.1f}s {rec['status']:16} reward={rec['reward']!s:5} kind={rec['error_kind']!s:8} "
+        print(f"  {name:40} {t.get('total', 0):6.1f}s {rec['status']:16} reward={rec['reward']!s:5} kind={rec['error_kind']!s:8} "
               f"integrity={rec.get('integrity')!s:17} {(rec['error'] or '')[:100]}")
     return out
 
@@ -144,3 +146,100 @@ def test_every_class_is_attacked_in_both_modes():
     assert {header(a)["mode"] for a in ATTACKS} == {"fresh", "shared"}
     for a in ATTACKS:
         assert header(a)["expect"] in ("zero", "agent", "limitation"), a
+
+
+# --------------------------------------------------------------------------- stop and integrity units
+def _sandbox(docker_client, image: str):
+    from rollouts.sandbox.base import LABEL_TOOL, TOOL_NAME, SandboxSpec
+    from rollouts.sandbox.docker import DockerBackend
+
+    spec = SandboxSpec(image=image, labels={LABEL_TOOL: TOOL_NAME, "rollouts.test": "redteam"}, lifetime_sec=120)
+    return DockerBackend(docker_client).create(spec)
+
+
+def _procs(sb) -> str:
+    """Command lines of every process (without the sandbox's ``timeout``, which a test replaces)."""
+    r = sb.exec(["/bin/bash", "-c", "for s in /proc/[0-9]*/cmdline; do /usr/bin/tr '\\0' ' ' < $s; echo; done"],
+                timeout=None)
+    assert r.ok, r.output
+    return r.stdout
+
+
+def test_stop_keep_services_kills_the_agents_trees_only(docker_client, base_image):
+    """keep-services: a command still running (the agent's tree) dies, a detached daemon lives."""
+    import threading
+
+    from rollouts.grading.stop import stop_agent
+
+    with _sandbox(docker_client, base_image) as sb:
+        sb.exec("setsid nohup sleep 1001 >/dev/null 2>&1 < /dev/null &", timeout=30)
+        res = {}
+        t = threading.Thread(target=lambda: res.update(r=sb.exec("sleep 1002 & sleep 1003", timeout=60)))
+        t.start()
+        for _ in range(50):
+            if "sleep 1003" in _procs(sb):
+                break
+        log = stop_agent(sb, "agent")
+        t.join(30)
+        assert not t.is_alive() and res["r"].exit_code != 0, res
+        left = _procs(sb)
+        assert "sleep 1001" in left and "sleep 1002" not in left and "sleep 1003" not in left, left
+        assert "detached services keep running" in log
+        stop_agent(sb, "all")  # strict: the namespace restarted, the daemon is gone too
+        left = _procs(sb)
+        assert "sleep 1001" not in left, left
+
+
+def test_stop_strict_survives_shadowed_tools_and_a_ptraced_main_process(docker_client, base_image):
+    """strict: a replaced kill/timeout/bash and a hijacked main process change nothing."""
+    from rollouts.grading.stop import stop_agent
+
+    with _sandbox(docker_client, base_image) as sb:
+        sb.put_file("/ptrace_inject.py", (REDTEAM / "ptrace_inject.py").read_bytes())
+        r = sb.exec("python3 /ptrace_inject.py $(cat /proc/1/task/1/children) 'while :; do sleep 0.1; done'", timeout=30)
+        assert r.ok, r.output
+        assert "while :" in _procs(sb)
+        sb.exec("for b in kill timeout; do printf '#!/bin/sh\\nexit 0\\n' > /usr/local/bin/$b; "
+                "chmod +x /usr/local/bin/$b; done", timeout=30)
+        stop_agent(sb, "strict")
+        left = _procs(sb)
+        assert "while :" not in left and "python3" not in left, left
+
+
+class _ChangedSandbox:
+    def __init__(self, paths):
+        self.paths = paths
+
+    def changed_paths(self):
+        if self.paths is None:
+            raise NotImplementedError
+        return self.paths
+
+
+def test_verify_toolchain():
+    from rollouts.errors import GradingIntegrityError
+    from rollouts.grading.integrity import verify_toolchain
+
+    ok = ["/workspace", "/workspace/a.py", "/usr", "/usr/sbin", "/usr/sbin/docker-init", "/tmp", "/tmp/x", "/root"]
+    verify_toolchain(_ChangedSandbox(ok))
+    for bad in (["/usr", "/usr/local/bin", "/usr/local/bin/timeout"], ["/etc", "/etc/ld.so.preload"],
+                ["/etc/passwd"], ["/usr/lib/python3/dist-packages/_pytest/runner.py"], ["/usr/bin"],
+                ["/etc/python3.11", "/etc/python3.11/sitecustomize.py"], ["/lib64"]):
+        with pytest.raises(GradingIntegrityError, match=bad[-1]):
+            verify_toolchain(_ChangedSandbox(ok + bad))
+    with pytest.raises(GradingIntegrityError, match="cannot list"):
+        verify_toolchain(_ChangedSandbox(None))
+
+
+def test_task_labels():
+    from rollouts.grading.integrity import task_label
+    from rollouts.task import TaskMeta
+
+    def label(**tests):
+        return task_label(TaskMeta.model_validate({"schema_version": 1, "name": "t", "tests": tests}))
+
+    assert label() == "isolated"
+    assert label(mode="shared") == "trusted-toolchain"
+    assert label(mode="shared", stop="agent") == "agent-controlled"
+    assert label(mode="shared", toolchain="agent") == "agent-controlled"
+    assert label(mode="fresh", toolchain="agent") == "agent-controlled"

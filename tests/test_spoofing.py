@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from rollouts.errors import SandboxFileNotFound
 from rollouts.grading.verifier import (
     RewardFileError,
     RewardMissingError,

@@ -69,14 +69,19 @@ def test_rollout_filters_and_pagination(client, data):
 def test_run_page_shows_every_part(client, data):
     runs = data[1]["runs"]
     t = client.get(f"/run/{runs[0]}").text
+    assert "ATIF ATIF-v1.4 (our shell agent" in t
     for needle in ("step 1", "step 3", "ls -la", "exit", "tokens 901 + 40", "stats.py",
                    'class="gi"', "VERIFIER-OUTPUT", "tests/test_stats.py::test_mean", "AGENT-LOG-LINE",
                    "Phase timings", "sandbox_start"):
         assert needle in t, needle
     rlm = client.get(f"/run/{runs[2]}").text
     assert "llm_query" in rlm and "SUB-RESPONSE-7" in rlm and "CHILD-ANSWER-42" in rlm and "child RLM" in rlm
-    atif = client.get(f"/run/{runs[3]}").text
-    assert "ATIF-CMD" in atif and "ATIF-OBS" in atif and "ATIF-REASONING" in atif and "format: <b>atif</b>" in atif
+    assert "ATIF ATIF-v1.4 (our rlm agent" in rlm  # written by rollouts.atif_agents: native record shown
+    harbor = client.get(f"/run/{runs[4]}").text
+    assert "ATIF-CMD" in harbor and "ATIF-OBS" in harbor and "ATIF-REASONING" in harbor
+    assert "format: <b>atif</b>" in harbor
+    atif = client.get(f"/run/{runs[3]}").text  # an installed agent: ATIF built from its gateway exchanges
+    assert "format: <b>atif</b>" in atif and "GW-TOOL-ARGS" in atif and "shell" in atif
     assert "attempt 1" in atif and "engine went away" in atif
     # the installed agent's exchanges through the gateway (one per protocol, a torn last line)
     for needle in ("Model exchanges", "exchange 1 · responses · gpt-5", "GW-REPLY", "GW-TOOL-ARGS", "GW-ASK",
@@ -119,6 +124,7 @@ def test_compare_pages(client, data):
     r = client.get(f"/compare?a=demo/{ids['rid']}&b=demo/{ids['rid2']}").text
     assert "No significant difference" in r or "significantly" in r
     assert "fix_bug_stats" in r and "B wins" in r
+    assert f"/runs/compare?a={ids['rid']}-0&b={ids['rid2']}-0" in r  # same task and arm, A vs B
     side = client.get(f"/runs/compare?a={ids['runs'][0]}&b={ids['runs'][1]}").text
     assert side.count("<h2>") >= 2 and "VERIFIER-OUTPUT" in side
 
@@ -171,6 +177,30 @@ def test_rollout_list_reads_only_the_newest_20_per_benchmark(data):
     assert "20260202__02-00-00" in all_ and "demo" not in all_
     assert "unreadable" in all_ and "invalid manifest" in all_  # the broken one, with its reason
     shutil.rmtree(data[0] / "rollouts" / "nightly")
+
+
+def test_rollout_list_serves_the_previous_line_while_it_refreshes(data):
+    from rollouts.store import Store
+    from tests.view_fixture import make_manifest
+
+    store = Store(data[0])
+    rid = "20260107__00-00-00"
+    m = make_manifest("swr", rid, store, [{"status": "running"}, {"status": "running"}], status="running")
+    m.host, m.pid = __import__("socket").gethostname(), os.getpid()
+    store.write_manifest(m)
+    app = create_app(data[0], min_age_sec=0)
+    c = TestClient(app, base_url="http://127.0.0.1")
+    assert "0/2 done" in c.get("/?all=swr").text
+    m.results[0].status, m.results[0].reward = "completed", 1.0
+    store.write_manifest(m)
+    first = c.get("/?all=swr").text  # the previous line, never waiting for the new summary
+    for _ in range(100):
+        if app.state.catalog.refreshing() == 0 and "1/2 done" in c.get("/?all=swr").text:
+            break
+        time.sleep(0.05)
+    assert "1/2 done" in c.get("/?all=swr").text and ("0/2 done" in first or "1/2 done" in first)
+    assert "1/2 done" in c.get(f"/r/swr/{rid}").text or "completed 1" in c.get(f"/r/swr/{rid}").text
+    shutil.rmtree(data[0] / "rollouts" / "swr")
 
 
 def test_big_trajectory_is_paginated():
@@ -262,17 +292,20 @@ def test_browser_rollouts_to_run(server, browser, data, tmp_path):
     assert "SUB-RESPONSE-7" in browser.page_source and len(browser.find_elements(By.CSS_SELECTOR, ".sub")) >= 2
     browser.execute_script("document.querySelector('.sub').scrollIntoView()")
     browser.save_screenshot(str(tmp_path / "6_run_rlm.png"))
-    browser.get(f"{server}/run/{ids['runs'][3]}")
+    browser.get(f"{server}/run/{ids['runs'][4]}")
     browser.execute_script("document.getElementById('trajectory').scrollIntoView()")
     assert "ATIF-OBS" in browser.find_element(By.ID, "live").text
     browser.save_screenshot(str(tmp_path / "6b_run_atif.png"))
+    browser.get(f"{server}/run/{ids['runs'][3]}")
+    browser.execute_script("document.getElementById('trajectory').scrollIntoView()")
+    browser.save_screenshot(str(tmp_path / "6d_run_installed_atif.png"))
     browser.execute_script("document.getElementById('exchanges').scrollIntoView()")
     browser.save_screenshot(str(tmp_path / "6c_run_exchanges.png"))
     browser.get(f"{server}/compare?a=demo/{ids['rid']}&b=demo/{ids['rid2']}")
     assert browser.find_element(By.CSS_SELECTOR, ".verdict").text
     browser.save_screenshot(str(tmp_path / "7_compare.png"))
     shots = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert len(shots) == 10 and all((tmp_path / s).stat().st_size > 5000 for s in shots)
+    assert len(shots) == 11 and all((tmp_path / s).stat().st_size > 5000 for s in shots)
     keep = os.environ.get("ROLLOUTS_VIEW_SHOTS")  # optional: copy them somewhere to look at
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)

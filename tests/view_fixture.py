@@ -4,6 +4,7 @@ writes them (agent/trajectory.json, artifacts/diff.patch, evaluation_results.jso
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -106,8 +107,17 @@ def gateway_exchanges(payload: str = "") -> str:
     return "".join(e.model_dump_json() + "\n" for e in ex) + '{"seq": 4, "torn'
 
 
-def _run_files(d: Path, traj: dict | None, reward: float | None, payload: str = "", tests_ok: bool = True) -> None:
-    if traj is not None:
+def _run_files(d: Path, traj: dict | None, reward: float | None, payload: str = "", tests_ok: bool = True,
+               atif_kind: str | None = None) -> None:
+    """A run folder; ``atif_kind`` (shell | rlm | llm): the trajectory is written as our agents write
+    it now (``rollouts.atif_agents.save``: ATIF with the native record under extra.rollouts), else
+    ``traj`` as it is (a Harbor-style ATIF file, or a native file from before ATIF)."""
+    if traj is not None and atif_kind:
+        from rollouts.atif_agents import save
+
+        (d / "agent").mkdir(parents=True, exist_ok=True)
+        save(atif_kind, d / "agent" / "trajectory.json", traj)
+    elif traj is not None:
         atomic_write_json(d / "agent" / "trajectory.json", traj)
     atomic_write(d / "artifacts" / "diff.patch", DIFF.format(xss=payload))
     atomic_write(d / "artifacts" / "notes.md", f"# Agent notes\n\nDone. {payload}\n")
@@ -167,14 +177,20 @@ def build_small(root: Path) -> dict:
         store.write_manifest(m)
         store.set_latest(name, id_)
         d = [store.run_dir(x.run_id) for x in m.results]
-        _run_files(d[0], shell_trajectory(3), 1.0)
-        _run_files(d[1], shell_trajectory(2, payload=XSS), 0.0, payload=XSS, tests_ok=False)
-        _run_files(d[2], rlm_trajectory(), 1.0)
-        _run_files(d[3], atif_trajectory(), 1.0)
-        atomic_write(d[3] / "agent" / "gateway_exchanges.jsonl", gateway_exchanges(XSS))
+        _run_files(d[0], shell_trajectory(3), 1.0, atif_kind="shell")
+        _run_files(d[1], shell_trajectory(2, payload=XSS), 0.0, payload=XSS, tests_ok=False)  # pre-ATIF file
+        _run_files(d[2], rlm_trajectory(), 1.0, atif_kind="rlm")
+        _run_files(d[3], None, 1.0)
+        log = gateway_exchanges(XSS)
+        atomic_write(d[3] / "agent" / "gateway_exchanges.jsonl", log)
+        from rollouts.atif import trajectory_from_exchanges, write
+
+        exchanges = [json.loads(ln) for ln in log.splitlines()[:-1]]  # the torn last line is not one
+        write(d[3] / "agent" / "trajectory.json",
+              trajectory_from_exchanges(exchanges, agent_name="codex", agent_version="0.163.0"))
         atomic_write(d[3] / "attempts" / "1" / "error.txt", "SandboxError: engine went away\n")
         atomic_write(d[3] / "attempts" / "1" / "logs" / "agent.log", "ATTEMPT-1-LOG\n")
-        _run_files(d[4], shell_trajectory(1), 0.0)
+        _run_files(d[4], atif_trajectory(), 0.0)  # Harbor-style ATIF, no native record
     return {"name": "demo", "rid": rid, "rid2": rid2, "runs": [f"{rid}-{i}" for i in range(len(specs))]}
 
 
@@ -195,7 +211,7 @@ def build_big(root: Path, n_runs: int = 10_000, steps: int = 200, out_chars: int
     m = make_manifest("big", rid, store, specs)
     store.write_manifest(m)
     proto = root / "proto"
-    _run_files(proto, shell_trajectory(steps, out_chars), 1.0)
+    _run_files(proto, shell_trajectory(steps, out_chars), 1.0, atif_kind="shell")
     files = [p.relative_to(proto) for p in proto.rglob("*") if p.is_file()]
     for r in m.results:
         d = Path(r.run_dir)

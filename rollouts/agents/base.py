@@ -83,6 +83,7 @@ class Agent(ABC):
 
     name: str = ""
     needs_model: bool = False
+    uses_gateway: bool = False  # installed agents: model calls through the per-run gateway (ctx.gateway)
     Options: ClassVar[type[AgentOptions]] = AgentOptions
 
     def options(self, ctx: AgentContext) -> Any:

@@ -17,7 +17,9 @@ def describe(task: Task) -> list[tuple[str, str]]:
     """(label, value) rows: format, image, timeouts, resources, network, grading mode, unsupported."""
     m = task.meta
     env = m.environment
-    if env.image:
+    if env.image and env.dockerfile:
+        image = f"{env.image} (prebuilt; else built from {env.dockerfile}, FROM as written)"
+    elif env.image:
         image = f"{env.image} (prebuilt)"
     elif env.dockerfile:
         image = f"{env.dockerfile} ({'FROM as written' if env.dockerfile_from == 'as_written' else 'FROM ${BASE_IMAGE}'})"
@@ -28,7 +30,7 @@ def describe(task: Task) -> list[tuple[str, str]]:
     elif m.tests.stop == "agent":
         grading = "shared (in the agent's sandbox; the agent's processes stopped, services it started kept)"
     else:
-        grading = "shared (in the agent's sandbox; every process but PID 1 stopped)"
+        grading = "shared (in the agent's sandbox; every process stopped: its PID namespace restarted)"
     res = m.resources
     rows = [
         ("name", task.name),
@@ -64,6 +66,21 @@ def describe(task: Task) -> list[tuple[str, str]]:
     return rows
 
 
+def meta_for_disk(task: Task) -> dict:
+    """``task.meta`` as JSON with templated env entries put back as their ``${VAR}`` templates (the
+    values resolved from the host, possibly keys, are never written out)."""
+    from rollouts.formats.harbor import ENV_MAPS
+
+    data = task.meta.model_dump(mode="json")
+    for name, t in task.env_templates.items():
+        parent = data
+        path = ENV_MAPS[name][0]
+        for k in path[:-1]:
+            parent = parent[k]
+        parent[path[-1]] = {**parent[path[-1]], **t}
+    return data
+
+
 def convert(task: Task, out: Path) -> Path:
     """Write ``task`` as a tb_meta.json task directory at ``out`` (created; must not exist or be
     empty): the task's files (with the format's generated files) + ``tb_meta.json``. Returns out.
@@ -75,8 +92,8 @@ def convert(task: Task, out: Path) -> Path:
     shutil.copytree(task.dir, out, symlinks=True, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns(".rollouts-view", META_FILE))
     (out / "instruction.md").write_text(task.instruction)
-    meta = task.meta.model_copy(update={"instruction": "instruction.md"})
-    data = meta.model_dump(mode="json", exclude_defaults=False)
+    data = meta_for_disk(task)
+    data["instruction"] = "instruction.md"
     data["metadata"] = {**data.get("metadata", {}), "converted_from": task.format}
     (out / META_FILE).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     load_task(out)  # what we wrote must read back
@@ -97,7 +114,7 @@ def show_cmd(task_dir: str, as_json: bool) -> None:
     rows = describe(task)
     if as_json:
         click.echo(json.dumps({"format": task.format, "supported": task.supported, "unsupported": task.unsupported,
-                               "notes": task.notes, "meta": task.meta.model_dump(mode="json")}, indent=2))
+                               "notes": task.notes, "meta": meta_for_disk(task)}, indent=2))
         return
     width = max(len(k) for k, _ in rows)
     for k, v in rows:

@@ -2,7 +2,8 @@
 
 Layout: ``task.toml``, ``instruction.md``, ``environment/Dockerfile`` (or ``[environment]
 docker_image``), ``tests/test.sh`` (+ files), optional ``solution/solve.sh``. The schema below
-follows Harbor's ``harbor/models/task/config.py`` (schema_version 1.x, read 2026-12): every key
+follows Harbor's ``harbor/models/task/config.py`` (schema_version 1.x, read 2026-12; the pydantic models are
+in ``harbor_schema.py``): every key
 it defines is known here. Each key is either honoured (mapped onto the run), mapped the way
 Harbor maps it (deprecated keys), or refused: the task loads as *unsupported* with the key
 named, never silently ignored (see :data:`REFUSED`). Unknown keys are refused the same way.
@@ -32,10 +33,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from rollouts.errors import ConfigError
+from rollouts.formats.harbor_schema import ArtifactSpec, TaskConfig, parse_size_mb, unknown_keys
 from rollouts.formats.tb_meta import apply_overrides, read_text, validate_meta
 from rollouts.task import Task
-from rollouts.taskio import check_symlinks, dir_digest, read_bytes_checked, resolve_path
+from rollouts.taskio import (
+    check_symlinks,
+    dir_digest,
+    format_validation_error,
+    read_bytes_checked,
+    resolve_path,
+)
+
+__all__ = ["FORMAT", "REFUSED", "TaskConfig", "expand_env", "parse_size_mb", "translate"]
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,22 +57,6 @@ else:  # pragma: no cover
 CONFIG_FILE = "task.toml"
 DEFAULT_AGENT_TIMEOUT_SEC = 600.0  # Harbor leaves [agent] timeout_sec unset → the agent's default
 DEFAULT_WORKDIR = "/app"
-
-# Every key of Harbor's task.toml schema, by table. Values: "honoured", "mapped" (deprecated or
-# informational, translated), or a refusal reason (the task is unsupported when the key is set to
-# anything but its neutral value).
-TOP_KEYS = {"schema_version", "version", "source", "task", "metadata", "verifier", "agent", "environment",
-            "solution", "artifacts", "steps", "multi_step_reward_strategy"}
-TASK_KEYS = {"name", "version", "description", "authors", "keywords"}
-AGENT_KEYS = {"timeout_sec", "user", "network_mode", "allowed_hosts"}
-VERIFIER_KEYS = {"timeout_sec", "env", "user", "network_mode", "allowed_hosts", "environment_mode",
-                 "environment", "collect", "continuous"}
-SOLUTION_KEYS = {"env"}
-ENVIRONMENT_KEYS = {"build_timeout_sec", "docker_image", "os", "cpus", "memory_mb", "storage_mb", "gpus",
-                    "gpu_types", "tpu", "mcp_servers", "env", "skills_dir", "healthcheck", "workdir",
-                    "allow_internet", "network_mode", "allowed_hosts", "memory", "storage"}
-HEALTHCHECK_KEYS = {"command", "interval_sec", "timeout_sec", "start_period_sec", "start_interval_sec", "retries"}
-ARTIFACT_KEYS = {"source", "destination", "exclude", "service"}
 
 REFUSED = {
     "steps": "multi-step tasks ([[steps]]) are not supported",
@@ -105,19 +101,41 @@ def expand_env(values: dict[str, Any], where: str, environ: dict[str, str], prob
     return out
 
 
-def parse_size_mb(value: str, field: str) -> int:
-    """``"2G"`` / ``"512M"`` / ``"1024K"`` → MiB, as Harbor's ``_parse_size_to_mb``."""
-    s = value.strip().upper()
-    try:
-        if s.endswith("G"):
-            return int(float(s[:-1]) * 1024)
-        if s.endswith("M"):
-            return int(float(s[:-1]))
-        if s.endswith("K"):
-            return int(float(s[:-1]) / 1024)
-    except ValueError:
-        pass
-    raise ValueError(f"{field}: invalid size {value!r} (expected e.g. '2G', '512M')")
+def _strs(values: Any, where: str) -> dict[str, str]:
+    """An env table with its values as strings (TOML numbers and booleans as TOML writes them)."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: expected a table of NAME = value")
+    return {str(k): v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
+            for k, v in values.items()}
+
+
+def templated(values: dict[str, Any]) -> dict[str, str]:
+    """The entries of an env table whose value is a ``${VAR}`` template (kept unexpanded so that
+    ``tasks convert`` and ``tasks show --json`` never write a host value, e.g. a key, to disk)."""
+    return {str(k): v for k, v in values.items() if isinstance(v, str) and _VAR.search(v)}
+
+
+# tb_meta env maps that may hold templates → (path in the tb_meta dict, the Harbor key named in messages)
+ENV_MAPS = {"environment.env": (("environment", "env"), "environment.env"),
+            "tests.env": (("tests", "env"), "verifier.env"),
+            "solution_env": (("solution_env",), "solution.env")}
+
+
+def expand_meta_env(raw: dict, environ: dict[str, str], problems: list[str]) -> dict[str, dict[str, str]]:
+    """Expand the templates in a tb_meta dict's env maps in place (``environment.env``,
+    ``tests.env``, ``solution_env``); returns the templated entries per map."""
+    out: dict[str, dict[str, str]] = {}
+    for name, (path, shown) in ENV_MAPS.items():
+        parent = raw
+        for k in path[:-1]:
+            parent = parent.get(k) if isinstance(parent, dict) else None
+        values = parent.get(path[-1]) if isinstance(parent, dict) else None
+        if isinstance(values, dict) and values:
+            t = templated(values)
+            if t:
+                out[name] = t
+                parent[path[-1]] = {**values, **expand_env(t, shown, environ, problems)}
+    return out
 
 
 def dockerfile_workdir(text: str) -> str | None:
@@ -127,215 +145,133 @@ def dockerfile_workdir(text: str) -> str | None:
     return found[-1].rstrip("/") or None if found else None
 
 
-def _table(doc: dict, key: str, problems: list[str]) -> dict:
-    v = doc.get(key, {})
-    if not isinstance(v, dict):
-        raise ValueError(f"{key}: expected a table")
-    return v
-
-
-def _unknown(table: dict, known: set[str], where: str, problems: list[str]) -> None:
-    for k in table:
-        if k not in known:
-            problems.append(f"{where}{k}: unknown key (not in Harbor's task.toml schema)")
-
-
-def _num(v: Any, field: str, default: float | None) -> float | None:
-    if v is None:
-        return default
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError(f"{field}: expected a number, got {v!r}")
-    return float(v)
-
-
-def _network(mode: Any, allow_internet: Any, where: str, problems: list[str]) -> bool | None:
-    """A network_mode (or the deprecated allow_internet) → on/off; None when neither is set."""
-    if mode is None:
-        if allow_internet is None:
-            return None
-        if not isinstance(allow_internet, bool):
-            raise ValueError(f"{where}allow_internet: expected true or false")
-        return allow_internet
-    if mode == "public":
-        return True
-    if mode == "no-network":
-        return False
+def _network(mode: str | None, where: str, problems: list[str]) -> bool | None:
+    """A network_mode → on/off (None when unset or refused)."""
     if mode == "allowlist":
         problems.append(f"{where}network_mode = \"allowlist\": {REFUSED['network_mode=allowlist']}")
         return None
-    raise ValueError(f"{where}network_mode: expected public, no-network or allowlist (got {mode!r})")
+    return None if mode is None else mode == "public"
 
 
-def translate(doc: dict, task_dir: Path, environ: dict[str, str]) -> tuple[dict, list[str], list[str]]:
-    """A parsed task.toml → (tb_meta dict, unsupported reasons, mapping notes).
-
-    ValueError for a value of the wrong type or shape (the caller names task.toml).
-    """
-    problems: list[str] = []
-    notes: list[str] = []
-    doc = dict(doc)
-    if "version" in doc and not isinstance(doc.get("version"), dict):  # deprecated → schema_version
-        doc.setdefault("schema_version", doc.pop("version"))
-        notes.append("version → schema_version (deprecated key, mapped as Harbor does)")
-    _unknown(doc, TOP_KEYS, "", problems)
-    sv = str(doc.get("schema_version", "1.0"))
-    if not re.fullmatch(r"1(\.\d+)?", sv):
-        problems.append(f"schema_version = {sv!r}: only Harbor task schema 1.x is known")
-    task = _table(doc, "task", problems)
-    agent = _table(doc, "agent", problems)
-    verifier = _table(doc, "verifier", problems)
-    env = _table(doc, "environment", problems)
-    solution = _table(doc, "solution", problems)
-    metadata = _table(doc, "metadata", problems)
-    _unknown(task, TASK_KEYS, "task.", problems)
-    _unknown(agent, AGENT_KEYS, "agent.", problems)
-    _unknown(verifier, VERIFIER_KEYS, "verifier.", problems)
-    _unknown(env, ENVIRONMENT_KEYS, "environment.", problems)
-    _unknown(solution, SOLUTION_KEYS, "solution.", problems)
-    if doc.get("steps"):
+def refusals(cfg: TaskConfig, task_dir: Path) -> list[str]:
+    """Why this harness cannot run the task: every refused or unknown key, named."""
+    env, ver = cfg.environment, cfg.verifier
+    problems = [f"{k}: unknown key (not in Harbor's task.toml schema)" for k in unknown_keys(cfg)]
+    if cfg.steps:
         problems.append(f"steps: {REFUSED['steps']}")
-    if doc.get("multi_step_reward_strategy") is not None and not doc.get("steps"):
-        notes.append("multi_step_reward_strategy without [[steps]]: has no effect")
-    for key in ("gpus",):
-        if env.get(key):
-            problems.append(f"environment.{key} = {env[key]!r}: {REFUSED['environment.gpus']}")
+    if env.gpus:
+        problems.append(f"environment.gpus = {env.gpus}: {REFUSED['environment.gpus']}")
     for key in ("gpu_types", "tpu", "mcp_servers", "skills_dir"):
-        if env.get(key):
+        if getattr(env, key):
             problems.append(f"environment.{key}: {REFUSED['environment.' + key]}")
-    if str(env.get("os", "linux")).lower() != "linux":
-        problems.append(f"environment.os = {env['os']!r}: {REFUSED['environment.os']}")
-    for sect, tbl in (("agent", agent), ("verifier", verifier)):
-        if tbl.get("user") is not None:
-            problems.append(f"{sect}.user = {tbl['user']!r}: {REFUSED[sect + '.user']}")
-    if verifier.get("environment") is not None:
+    if env.os != "linux":
+        problems.append(f"environment.os = {env.os!r}: {REFUSED['environment.os']}")
+    for sect, tbl in (("agent", cfg.agent), ("verifier", ver)):
+        if tbl.user is not None:
+            problems.append(f"{sect}.user = {tbl.user!r}: {REFUSED[sect + '.user']}")
+    if ver.environment is not None:
         problems.append(f"verifier.environment: {REFUSED['verifier.environment']}")
-    if verifier.get("collect"):
+    if ver.collect:
         problems.append(f"verifier.collect: {REFUSED['verifier.collect']}")
-    cont = verifier.get("continuous")
-    if isinstance(cont, dict) and cont.get("enabled"):
+    if (ver.continuous or {}).get("enabled"):
         problems.append(f"verifier.continuous: {REFUSED['verifier.continuous']}")
     if (task_dir / "environment" / "docker-compose.yaml").exists():
         problems.append(f"environment/docker-compose.yaml: {REFUSED['environment/docker-compose.yaml']}")
+    for i, a in enumerate(cfg.artifacts):
+        if isinstance(a, ArtifactSpec) and a.exclude:
+            problems.append(f"artifacts[{i}].exclude: exclude patterns are not supported")
+        if isinstance(a, ArtifactSpec) and a.service not in (None, "main"):
+            problems.append(f"artifacts[{i}].service = {a.service!r}: only the main container exists here")
+    return problems
 
-    # network: the environment's baseline, then the phase overrides
-    if env.get("allow_internet") is not None and env.get("network_mode") is None:
-        notes.append("allow_internet → network_mode (deprecated key, mapped as Harbor does)")
-    base_net = _network(env.get("network_mode"), env.get("allow_internet"), "environment.", problems)
-    base_net = True if base_net is None else base_net  # Harbor's default is public
-    agent_net = _network(agent.get("network_mode"), None, "agent.", problems)
-    verifier_net = _network(verifier.get("network_mode"), None, "verifier.", problems)
-    agent_net = base_net if agent_net is None else agent_net
-    verifier_net = base_net if verifier_net is None else verifier_net
-    mode = verifier.get("environment_mode") or "shared"
-    if mode not in ("shared", "separate"):
-        raise ValueError(f"verifier.environment_mode: expected shared or separate (got {mode!r})")
+
+def translate(cfg: TaskConfig, task_dir: Path) -> tuple[dict, list[str], list[str]]:
+    """A validated task.toml → (tb_meta dict with env templates unexpanded, unsupported reasons,
+    mapping notes). ValueError when neither docker_image nor environment/Dockerfile exists."""
+    problems = refusals(cfg, task_dir)
+    env, ver, agent = cfg.environment, cfg.verifier, cfg.agent
+    notes = list(env.deprecated)
+    if cfg.renamed_version:
+        notes.insert(0, "version → schema_version (deprecated key, mapped as Harbor does)")
+    if not re.fullmatch(r"1(\.\d+)?", cfg.schema_version):
+        problems.append(f"schema_version = {cfg.schema_version!r}: only Harbor task schema 1.x is known")
+    if cfg.multi_step_reward_strategy is not None and not cfg.steps:
+        notes.append("multi_step_reward_strategy without [[steps]]: has no effect")
+
+    # network: the environment's baseline (deprecated allow_internet when network_mode is unset;
+    # Harbor's default is public), then the [agent] / [verifier] phase overrides
+    base = _network(env.network_mode, "environment.", problems)
+    if env.network_mode is None:
+        base = True if env.allow_internet is None else env.allow_internet
+    base = True if base is None else base
+    agent_net = _network(agent.network_mode, "agent.", problems)
+    verifier_net = _network(ver.network_mode, "verifier.", problems)
+    agent_net = base if agent_net is None else agent_net
+    verifier_net = base if verifier_net is None else verifier_net
+    mode = ver.environment_mode or "shared"
     if mode == "shared" and verifier_net != agent_net:
         problems.append("verifier.network_mode: differs from the agent's network, which needs switching the "
                         "network of a live sandbox between phases (not supported in shared mode)")
+    if env.storage_mb is not None:
+        notes.append(f"storage_mb = {env.storage_mb}: recorded, not enforced by the docker backend")
 
-    # resources (deprecated size strings first, as Harbor's before-validator does)
-    memory_mb = env.get("memory_mb")
-    if "memory" in env:
-        if not isinstance(env["memory"], str):
-            raise ValueError("environment.memory: expected a size string like '2G'")
-        parsed = parse_size_mb(env["memory"], "environment.memory")
-        if memory_mb is not None and memory_mb != parsed:
-            raise ValueError(f"environment.memory = {env['memory']!r} conflicts with memory_mb = {memory_mb}")
-        memory_mb = parsed
-        notes.append(f"memory = {env['memory']!r} → memory_mb = {parsed} (deprecated key)")
-    storage_mb = env.get("storage_mb")
-    if "storage" in env:
-        if not isinstance(env["storage"], str):
-            raise ValueError("environment.storage: expected a size string like '10G'")
-        storage_mb = parse_size_mb(env["storage"], "environment.storage")
-        notes.append(f"storage = {env['storage']!r} → storage_mb = {storage_mb} (deprecated key)")
-    if storage_mb is not None:
-        notes.append(f"storage_mb = {storage_mb}: recorded, not enforced by the docker backend")
-
-    # image
     dockerfile = task_dir / "environment" / "Dockerfile"
-    image = env.get("docker_image")
-    workdir = env.get("workdir")
+    workdir = env.workdir
     meta_env: dict[str, Any] = {"state": "image", "logs_dirs": True, "dockerfile_from": "as_written",
-                                "build_timeout_sec": _num(env.get("build_timeout_sec"),
-                                                          "environment.build_timeout_sec", 600.0)}
-    if image is not None:
-        if not isinstance(image, str) or not image.strip():
-            raise ValueError("environment.docker_image: expected an image reference")
-        meta_env["image"] = image
-    elif dockerfile.is_file():
+                                "build_timeout_sec": env.build_timeout_sec}
+    if env.docker_image is not None:
+        meta_env["image"] = env.docker_image
+        if dockerfile.is_file():
+            notes.append(f"docker_image {env.docker_image}: used when present or pullable, else "
+                         "environment/Dockerfile is built")
+    if dockerfile.is_file():
         meta_env["dockerfile"] = "environment/Dockerfile"
         if workdir is None:
-            text = read_bytes_checked(dockerfile, "Dockerfile").decode("utf-8", "replace")
-            workdir = dockerfile_workdir(text)
+            workdir = dockerfile_workdir(read_bytes_checked(dockerfile, "Dockerfile").decode("utf-8", "replace"))
             if workdir:
                 notes.append(f"workdir {workdir} from the Dockerfile's WORKDIR")
-    elif not problems:
+    elif env.docker_image is None and not problems:
         raise ValueError("environment: neither docker_image nor environment/Dockerfile")
     if workdir is None:
         workdir = DEFAULT_WORKDIR
         notes.append(f"workdir unknown (no [environment] workdir, no Dockerfile WORKDIR): using {workdir}")
     meta_env["workdir"] = workdir
-    meta_env["env"] = expand_env(env.get("env") or {}, "environment.env", environ, problems)
-    if env.get("healthcheck") is not None:
-        hc = env["healthcheck"]
-        if not isinstance(hc, dict):
-            raise ValueError("environment.healthcheck: expected a table")
-        _unknown(hc, HEALTHCHECK_KEYS, "environment.healthcheck.", problems)
-        meta_env["healthcheck"] = {k: v for k, v in hc.items() if k in HEALTHCHECK_KEYS}
+    meta_env["env"] = _strs(env.env, "environment.env")
+    if env.healthcheck is not None:
+        meta_env["healthcheck"] = env.healthcheck.model_dump(include=set(type(env.healthcheck).model_fields))
 
     artifacts = []
-    for i, a in enumerate(doc.get("artifacts") or []):
-        if isinstance(a, str):
-            artifacts.append({"source": a})
-            continue
-        if not isinstance(a, dict) or "source" not in a:
-            raise ValueError(f"artifacts[{i}]: expected a path or a table with 'source'")
-        _unknown(a, ARTIFACT_KEYS, f"artifacts[{i}].", problems)
-        if a.get("exclude"):
-            problems.append(f"artifacts[{i}].exclude: exclude patterns are not supported")
-        if a.get("service") not in (None, "main"):
-            problems.append(f"artifacts[{i}].service = {a['service']!r}: only the main container exists here")
-        artifacts.append({k: a[k] for k in ("source", "destination") if a.get(k) is not None})
-    for a in artifacts:
-        if not str(a["source"]).startswith("/"):
-            a["source"] = f"{workdir.rstrip('/')}/{a['source']}"  # relative to the workdir, as Harbor does
+    for a in cfg.artifacts:
+        src, dest = (a, None) if isinstance(a, str) else (a.source, a.destination)
+        if not src.startswith("/"):
+            src = f"{workdir.rstrip('/')}/{src}"  # relative to the workdir
+        artifacts.append({"source": src, **({"destination": dest} if dest else {})})
 
-    name = task.get("name") or task_dir.resolve().name
-    description = task.get("description", "")
-    has_solution = (task_dir / "solution" / "solve.sh").is_file()
+    task = cfg.task
     meta = {
         "schema_version": 1,
-        "name": name,
-        "description": description if isinstance(description, str) else "",
+        "name": task.name if task else task_dir.resolve().name,
+        "description": task.description if task else "",
         "instruction": "instruction.md",
         "workspace": None,
         "environment": meta_env,
-        "tests": {
-            "dir": "tests", "command": "bash /tests/test.sh",
-            "mode": "shared" if mode == "shared" else "fresh",
-            "stop": "agent", "exit_code": "ignored", "network": verifier_net,
-            "env": expand_env(verifier.get("env") or {}, "verifier.env", environ, problems),
-        },
-        "solution": "solution/solve.sh" if has_solution else None,
-        "solution_env": expand_env(solution.get("env") or {}, "solution.env", environ, problems),
+        "tests": {"dir": "tests", "command": "bash /tests/test.sh", "mode": "shared" if mode == "shared" else "fresh",
+                  "stop": "agent", "toolchain": "agent", "exit_code": "ignored", "network": verifier_net,
+                  "env": _strs(ver.env, "verifier.env")},
+        "solution": "solution/solve.sh" if (task_dir / "solution" / "solve.sh").is_file() else None,
+        "solution_env": _strs(cfg.solution.env, "solution.env"),
         "artifacts": artifacts,
-        "timeouts": {
-            "agent_sec": _num(agent.get("timeout_sec"), "agent.timeout_sec", DEFAULT_AGENT_TIMEOUT_SEC),
-            "verifier_sec": _num(verifier.get("timeout_sec"), "verifier.timeout_sec", 600.0),
-        },
-        "resources": {
-            "cpus": _num(env.get("cpus"), "environment.cpus", 1.0),
-            "memory_mb": int(memory_mb) if memory_mb is not None else 2048,
-            "pids": 4096,
-            "storage_mb": int(storage_mb) if storage_mb is not None else None,
-        },
+        "timeouts": {"agent_sec": agent.timeout_sec if agent.timeout_sec is not None else DEFAULT_AGENT_TIMEOUT_SEC,
+                     "verifier_sec": ver.timeout_sec},
+        "resources": {"cpus": float(env.cpus if env.cpus is not None else 1),
+                      "memory_mb": env.memory_mb if env.memory_mb is not None else 2048,
+                      "pids": 4096, "storage_mb": env.storage_mb},
         "network": agent_net,
-        "metadata": {**metadata, "harbor": {k: v for k, v in task.items() if k != "name"},
-                     **({"source": doc["source"]} if doc.get("source") else {}),
-                     "schema_version": sv},
+        "metadata": {**cfg.metadata, "schema_version": cfg.schema_version,
+                     **({"harbor": task.model_dump(exclude={"name"}, mode="json")} if task else {}),
+                     **({"source": cfg.source} if cfg.source else {})},
     }
-    if agent.get("timeout_sec") is None:
+    if agent.timeout_sec is None:
         notes.append(f"[agent] timeout_sec unset: {DEFAULT_AGENT_TIMEOUT_SEC:g} s")
     return meta, problems, notes
 
@@ -362,12 +298,18 @@ class HarborFormat:
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"invalid TOML: {e}", file=str(path)) from None
         try:
-            meta_raw, problems, notes = translate(doc, task_dir, dict(os.environ if environ is None else environ))
+            cfg = TaskConfig.model_validate(doc)
+        except ValidationError as e:
+            field, msg = format_validation_error(e)
+            raise ConfigError(msg, file=str(path), field=field) from None
+        try:
+            meta_raw, problems, notes = translate(cfg, task_dir)
         except ValueError as e:
             raise ConfigError(str(e), file=str(path)) from None
         if not (task_dir / "tests" / "test.sh").is_file():
             raise ConfigError("missing tests/test.sh (every Harbor task needs one)", file=str(task_dir))
         instruction = read_text(task_dir / "instruction.md", "instruction.md")
+        env_templates = expand_meta_env(meta_raw, dict(os.environ if environ is None else environ), problems)
         meta = validate_meta(meta_raw, path)
         meta, extra = apply_overrides(meta, overrides)
         root = resolve_path(task_dir)
@@ -377,7 +319,7 @@ class HarborFormat:
         except OSError as e:
             raise ConfigError(f"cannot read {e.filename}: {e.strerror}", file=str(task_dir)) from None
         return Task(dir=task_dir, meta=meta, instruction=instruction, digest=digest, format=self.name,
-                    unsupported=problems, notes=notes)
+                    unsupported=problems, notes=notes, env_templates=env_templates)
 
 
 FORMAT = HarborFormat()

@@ -4,7 +4,9 @@ optional ``overrides.json`` merge."""
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -83,12 +85,18 @@ class TbMetaFormat:
         raw = read_json(meta_path)
         if not isinstance(raw, dict):
             raise ConfigError(f"expected a JSON object, got {type(raw).__name__}", file=str(meta_path))
-        meta = validate_meta(raw, meta_path)  # errors in tb_meta.json itself name tb_meta.json
+        from rollouts.formats.harbor import expand_meta_env
+
+        problems: list[str] = []
+        raw = copy.deepcopy(raw)
+        validate_meta(raw, meta_path)  # errors in tb_meta.json itself name tb_meta.json
         extra = b""
         if overrides is not None:
             over = read_overrides(overrides)
-            meta = validate_meta(deep_merge(raw, over), Path(overrides))
+            raw = deep_merge(raw, over)
             extra = json.dumps(over, sort_keys=True).encode()
+        templates = expand_meta_env(raw, dict(os.environ), problems)  # ${VAR:-default} from the host
+        meta = validate_meta(raw, Path(overrides) if overrides is not None else meta_path)
 
         def need(rel: str | None, field: str, kind: str) -> Path | None:
             if rel is None:
@@ -111,7 +119,8 @@ class TbMetaFormat:
             digest = dir_digest(root, extra)
         except OSError as e:
             raise ConfigError(f"cannot read {e.filename}: {e.strerror}", file=str(task_dir)) from None
-        return Task(dir=task_dir, meta=meta, instruction=instruction, digest=digest, format=self.name)
+        return Task(dir=task_dir, meta=meta, instruction=instruction, digest=digest, format=self.name,
+                    unsupported=problems, env_templates=templates)
 
 
 FORMAT = TbMetaFormat()

@@ -17,13 +17,14 @@ with several services or keys we cannot collapse makes the task unsupported, wit
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from rollouts.errors import ConfigError
-from rollouts.formats.harbor import dockerfile_workdir
+from rollouts.formats.harbor import dockerfile_workdir, expand_meta_env
 from rollouts.formats.tb_meta import apply_overrides, validate_meta
 from rollouts.task import Task, materialize
 from rollouts.taskio import check_symlinks, dir_digest, read_bytes_checked, resolve_path
@@ -196,6 +197,8 @@ class TerminalBenchFormat:
             raise ConfigError(f"invalid YAML: {e}", file=str(compose)) from None
         env, more, notes = collapse_compose(cdoc, task_dir)
         problems += more
+        if cfg.get("run_tests_in_same_shell"):
+            notes.append("run_tests_in_same_shell: tests run in a fresh shell in the same container")
         run_tests = task_dir / "run-tests.sh"
         if not run_tests.is_file():
             raise ConfigError("missing run-tests.sh", file=str(task_dir))
@@ -228,7 +231,7 @@ class TerminalBenchFormat:
             "instruction": "instruction.md",
             "workspace": None,
             "environment": env,
-            "tests": {"dir": "tests", "command": "bash /tests/test.sh", "mode": "shared", "stop": "agent",
+            "tests": {"dir": "tests", "command": "bash /tests/test.sh", "mode": "shared", "stop": "agent", "toolchain": "agent",
                       "exit_code": "ignored", "env": tests_env},
             "solution": solution,
             "timeouts": {"agent_sec": _seconds(cfg, "max_agent_timeout_sec", 360.0, path),
@@ -243,6 +246,7 @@ class TerminalBenchFormat:
         overlay["instruction.md"] = instruction.encode()
         if "workdir" not in env:
             meta_raw["environment"]["workdir"] = "/app"
+        env_templates = expand_meta_env(meta_raw, dict(os.environ), problems)  # compose's ${VAR:-default}
         meta = validate_meta(meta_raw, path)
         meta, extra = apply_overrides(meta, overrides)
         root = resolve_path(task_dir)
@@ -253,7 +257,8 @@ class TerminalBenchFormat:
             raise ConfigError(f"cannot read {e.filename}: {e.strerror}", file=str(task_dir)) from None
         notes.append("network on (Terminal-Bench 1 containers had the network)")
         return Task(dir=materialize(task_dir, overlay, digest), origin=task_dir, meta=meta, instruction=instruction,
-                    digest=digest, format=self.name, unsupported=problems, notes=notes)
+                    digest=digest, format=self.name, unsupported=problems, notes=notes,
+                    env_templates=env_templates)
 
 
 FORMAT = TerminalBenchFormat()

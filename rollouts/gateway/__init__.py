@@ -24,6 +24,8 @@ Python interface (everything an installed agent or the runner needs)::
         gw.usage("run-1")         # rollouts.store.Usage: prompt/completion tokens, calls, cost_usd
         gw.exchanges("run-1")     # list[Exchange]: request, response, usage, latency, status
         gw.limit_hit("run-1")     # True: a request was refused for the budget, or usage exceeds it
+        gw.bind_peer("run-1", ip) # optional: the token then works only from this source address
+                                  # (the sandbox's IP: rollouts.gateway.network.sandbox_address)
         gw.unregister("run-1")    # the token stops working; the run's records are dropped
 
 ``host``: the address to listen on — ``127.0.0.1`` for host-side agents, or the gateway address of
@@ -39,7 +41,10 @@ OpenAI protocols get 429 ``insufficient_quota``, Anthropic gets 400 ``invalid_re
 (both with ``x-should-retry: false``). A response that takes the run over its budget is still
 delivered (it has been paid for); the run is then exhausted and every later request is refused.
 Upstream failures pass through with the upstream's status (502 when it gave none), the real key
-scrubbed from messages.
+scrubbed from messages. Requests in the endpoint's own protocol are forwarded as they are
+(``passthrough``); translated ones reach litellm with only their protocol's public API fields
+(``proxy.API_FIELDS``: litellm takes keyword arguments such as ``base_url`` from the same dict, so
+anything else is dropped and named in ``Exchange.dropped_fields``).
 """
 
 from rollouts.gateway.core import Gateway

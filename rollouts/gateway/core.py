@@ -19,6 +19,7 @@ from starlette.routing import Route
 from rollouts.errors import ConfigError
 from rollouts.gateway import proxy
 from rollouts.gateway.models import Exchange, ExchangeUsage, Protocol, RunGrant, RunLimits, UpstreamSpec
+from rollouts.gateway.passthrough import applies as passthrough_ok
 from rollouts.gateway.serve import ThreadedServer
 from rollouts.llm.client import scrub_all
 from rollouts.llm.pricing import cost_usd, lookup_price
@@ -38,6 +39,7 @@ class _Run:
     exchanges: list[Exchange] = field(default_factory=list)
     refused: int = 0
     seq: int = 0
+    peer: str | None = None  # the only source address the token is accepted from (bind_peer)
 
 
 def _texts(obj: Any, out: list[str]) -> None:
@@ -172,6 +174,14 @@ class Gateway:
         with self._lock:
             return run.refused > 0 or self._exhausted(run)
 
+    def bind_peer(self, run_id: str, address: str) -> None:
+        """Accept the run's token only from ``address`` (its sandbox's IP on the gateway network,
+        :func:`rollouts.gateway.network.sandbox_address`): another sandbox holding the token is
+        refused like one without. KeyError if the run is unknown."""
+        run = self._run(run_id)
+        with self._lock:
+            run.peer = address
+
     def unregister(self, run_id: str) -> None:
         """Revoke the run's token and drop its records (read them first). Idempotent."""
         with self._lock:
@@ -182,9 +192,9 @@ class Gateway:
     # ------------------------------------------------------------------ budget
     def _exhausted(self, run: _Run) -> bool:
         lim, u = run.limits, run.usage
-        if lim.max_total_tokens is not None and u.prompt_tokens + u.completion_tokens >= lim.max_total_tokens:
+        if lim.max_total_tokens is not None and u.prompt_tokens + u.completion_tokens > lim.max_total_tokens:
             return True
-        return lim.max_cost_usd is not None and u.cost_usd is not None and u.cost_usd >= lim.max_cost_usd
+        return lim.max_cost_usd is not None and u.cost_usd is not None and u.cost_usd > lim.max_cost_usd
 
     def _admit(self, run: _Run, estimate: int) -> str | None:
         """None if the request may go upstream, else the refusal message (counted)."""
@@ -224,6 +234,8 @@ class Gateway:
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
         with self._lock:
             run = self._by_token.get(token) if token else None
+            if run is not None and run.peer is not None and (request.client is None or request.client.host != run.peer):
+                run = None  # a valid token, used from another sandbox
             if run is None:
                 self.unauthenticated += 1
         return run
@@ -275,6 +287,8 @@ class Gateway:
         stream = bool(body.get("stream"))
         ex = Exchange(seq=seq, run_id=run.run_id, protocol=protocol, stream=stream, started_at=started,
                       upstream_model=self.upstream.model, request=body)
+        if not passthrough_ok(self.upstream, protocol):  # litellm reads its own kwargs from the body
+            ex.dropped_fields = proxy.api_fields(protocol, body)[1]
         estimate = estimate_prompt_tokens(body)
         why = self._admit(run, estimate)
         if why is not None:

@@ -2,7 +2,7 @@
 
 Design (verified on Docker Engine 20.10 here, see ``tests/test_gateway_isolation.py``):
 
-- One user-defined bridge network per rollout, ``internal=True`` (Docker drops every packet
+- One user-defined bridge network per rollout (a free /24 of 10.213.0.0/16, ``ROLLOUTS_GATEWAY_SUBNETS``, not one of Docker's ~30 default /16 pools), ``internal=True`` (Docker drops every packet
   forwarded between it and any other interface: no route out, no NAT) with
   ``com.docker.network.bridge.enable_icc=false`` (Docker drops packets between two containers of
   the network: sandboxes cannot reach each other). Its bridge interface on the host is named
@@ -26,12 +26,15 @@ Needs root (or CAP_NET_ADMIN) for ``iptables``; otherwise EnvironmentNotReady (e
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
+import random
 import shutil
 import subprocess
 
 import docker
 import docker.errors
+import docker.types
 
 from rollouts.errors import EnvironmentNotReady, SandboxError
 from rollouts.run.owner import is_orphan, owner_labels
@@ -69,6 +72,38 @@ def _rules(bridge: str, gw_ip: str, port: int) -> list[tuple[str, list[str]]]:
     ]
 
 
+SUBNET_SPACE = ipaddress.ip_network(os.environ.get("ROLLOUTS_GATEWAY_SUBNETS", "10.213.0.0/16"))
+
+
+def _free_subnets(client: docker.DockerClient) -> list[ipaddress.IPv4Network]:
+    """/24s of SUBNET_SPACE that overlap no Docker network and no host route, in random order
+    (concurrent creators rarely pick the same). Empty when the host's routes cannot be read."""
+    ip = shutil.which("ip")
+    if ip is None:
+        return []
+    r = subprocess.run([ip, "-4", "route", "show", "table", "all"], capture_output=True, text=True, timeout=10)
+    if r.returncode != 0:
+        return []
+    used = []
+    for line in r.stdout.splitlines():
+        word = line.split()[0] if line.split() else ""
+        word = line.split()[1] if word in ("local", "broadcast", "unicast") and len(line.split()) > 1 else word
+        try:
+            used.append(ipaddress.ip_network(word if word != "default" else "0.0.0.0/32", strict=False))
+        except ValueError:
+            continue
+    for n in client.api.networks():
+        for c in (n.get("IPAM") or {}).get("Config") or []:
+            try:
+                used.append(ipaddress.ip_network(c.get("Subnet", ""), strict=False))
+            except ValueError:
+                continue
+    free = [n for n in SUBNET_SPACE.subnets(new_prefix=24)
+            if not any(u.version == 4 and n.overlaps(u) for u in used)]
+    random.shuffle(free)
+    return free
+
+
 class GatewayNetwork:
     """A rollout's internal network. ``create()`` → gateway address; ``restrict_to(port)``
     installs the host rules once the gateway listens; ``attachment()`` is what SandboxSpec.network
@@ -86,13 +121,25 @@ class GatewayNetwork:
         self._rules: list[tuple[str, list[str]]] = []
 
     def create(self) -> str:
-        """Create the network; returns the host's address on it (where the gateway listens)."""
+        """Create the network; returns the host's address on it (where the gateway listens).
+
+        The subnet is a free /24 of ``SUBNET_SPACE`` (overlapping no Docker network and no host
+        route), so gateway networks do not use up Docker's default pools (~30 networks of /16);
+        Docker's default pool is the fallback when none is free or the routes cannot be read."""
         labels = {**owner_labels(self.rollout_id), LABEL_KIND: KIND_GATEWAY_NET}  # pid, host, start time
+        opts = {"com.docker.network.bridge.enable_icc": "false", "com.docker.network.bridge.name": self.bridge}
         try:
-            self._net = self.client.networks.create(
-                self.name, driver="bridge", internal=True, labels=labels, check_duplicate=True,
-                options={"com.docker.network.bridge.enable_icc": "false",
-                         "com.docker.network.bridge.name": self.bridge})
+            for subnet in [*_free_subnets(self.client)[:8], None]:
+                ipam = None if subnet is None else docker.types.IPAMConfig(pool_configs=[
+                    docker.types.IPAMPool(subnet=str(subnet), gateway=str(subnet[1]))])
+                try:
+                    self._net = self.client.networks.create(self.name, driver="bridge", internal=True, labels=labels,
+                                                            check_duplicate=True, options=opts, ipam=ipam)
+                    break
+                except docker.errors.APIError as e:
+                    if subnet is None or "overlap" not in str(e).lower():
+                        raise
+                    # taken meanwhile by another network: try the next
             self._net.reload()
             cfg = (self._net.attrs.get("IPAM") or {}).get("Config") or []
             self.gateway_ip = next((c["Gateway"] for c in cfg if c.get("Gateway")), None)
@@ -153,6 +200,16 @@ def _remove_network(net) -> None:
         net.remove()
     except docker.errors.NotFound:
         pass
+
+
+def sandbox_address(client: docker.DockerClient, container_id: str, network_name: str) -> str:
+    """The IPv4 address a started container has on ``network_name`` (for ``Gateway.bind_peer``).
+    Raises SandboxError if it is not attached."""
+    nets = client.api.inspect_container(container_id)["NetworkSettings"]["Networks"] or {}
+    addr = (nets.get(network_name) or {}).get("IPAddress")
+    if not addr:
+        raise SandboxError(f"container {container_id[:12]} has no address on network {network_name}")
+    return addr
 
 
 def list_gateway_networks(client: docker.DockerClient, rollout_id: str | None = None) -> list[dict]:

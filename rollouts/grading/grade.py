@@ -102,7 +102,7 @@ def grade_fresh(
     sb = sandbox or start_grading_sandbox(backend, task, image, spec_base, on_sandbox)
     try:
         return grade_in(
-            sb, task, run_dir, run_id, t0, "fresh", secrets, diff=diff, integrity=task_label(task.meta)
+            sb, task, run_dir, run_id, t0, "fresh", secrets, diff=diff, integrity=task_label(task.meta, "fresh")
         )
     finally:
         sb.stop()

@@ -40,20 +40,26 @@ TOOLCHAIN_PATHS = (
     "/etc/alternatives", "/etc/python3", "/etc/pip.conf", "/etc/bash.bashrc", "/etc/profile",
     "/etc/profile.d", "/etc/environment", "/etc/passwd", "/etc/group", "/etc/shadow",
     "/etc/nsswitch.conf", "/etc/localtime", "/root/.local", "/root/.config/pip", "/opt/conda",
+    "/etc/gitconfig", "/root/.gitconfig", "/root/.config/git", "/root/.bashrc", "/root/.profile",
+    "/root/.bash_profile",
 )
+# Also every path that merely starts with one of these (``/etc/python3.11/sitecustomize.py``,
+# ``/etc/ld.so.conf.d``, ``/etc/profile.d``).
+TOOLCHAIN_STARTS = ("/etc/python", "/etc/ld.so", "/etc/profile", "/usr", "/lib")
 
 # Put there by the engine, not the agent (Docker bind-mounts its init at this path).
 ENGINE_PATHS = frozenset({"/usr/sbin/docker-init"})
 
 
-def task_label(meta) -> Label:
+def task_label(meta, mode: str | None = None) -> Label:
     """The integrity label of a task from its ``tb_meta.json`` (``tests.mode``, ``tests.stop``,
-    ``tests.toolchain``; the last two default to ``all`` (strict) / ``image``)."""
+    ``tests.toolchain``; the last two default to ``all`` (strict) / ``image``). ``mode``
+    overrides ``tests.mode`` (``eval`` re-grades every run fresh from its diff)."""
     tests = meta.tests
     toolchain = getattr(tests, "toolchain", "image")
     if toolchain == "agent":
         return "agent-controlled"
-    if tests.mode == "fresh":
+    if (mode or tests.mode) == "fresh":
         return "isolated"
     if getattr(tests, "stop", "all") in ("agent", "keep-services"):
         return "agent-controlled"
@@ -80,7 +86,8 @@ def verify_toolchain(sandbox: Sandbox) -> None:
         ) from None
     dirs = {p[:i] for p in changed for i in range(1, len(p)) if p[i] == "/"}
     bad = sorted(
-        p for p in changed if p not in dirs and p not in ENGINE_PATHS and _under(p, TOOLCHAIN_PATHS)
+        p for p in changed
+        if p not in dirs and p not in ENGINE_PATHS and (_under(p, TOOLCHAIN_PATHS) or p.startswith(TOOLCHAIN_STARTS))
     )
     if bad:
         raise GradingIntegrityError(

@@ -15,7 +15,7 @@ Statistics (all from :mod:`rollouts.report.stats`; differences are always B − 
   head-to-head win rate ``(wins + ties/2) / T`` (seed 001's "Win Rate"), an Agresti-Min adjusted CI of
   the mean difference and a two-sided sign-flip permutation p-value;
 * run level — runs paired by rollout index within each key: the exact McNemar test
-  (:func:`~rollouts.report.stats.mcnemar`) when every reward is 0/1, else ``paired_compare`` with
+  (:func:`~rollouts.report.paired.mcnemar`) when every reward is 0/1, else ``paired_compare`` with
   each run pair as the unit. It treats runs of one task as independent and so speaks about these
   tasks only.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 
@@ -9,7 +10,18 @@ def fmt_options(options: str | dict | None) -> str:
     """Agent options (the JSON string of a row, or a dict) as ``k=v,k=v`` sorted by key ("" when none)."""
     if not options:
         return ""
-    d = json.loads(options) if isinstance(options, str) else options
+    if isinstance(options, str):
+        return _fmt_options_json(options)
+    return _fmt_dict(options)
+
+
+@functools.lru_cache(maxsize=1024)
+def _fmt_options_json(options: str) -> str:
+    """:func:`fmt_options` of a JSON string, memoised (reports format the same few thousands of times)."""
+    return _fmt_dict(json.loads(options))
+
+
+def _fmt_dict(d: dict) -> str:
     return ",".join(
         f"{k}={json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in sorted(d.items())
     )

@@ -136,7 +136,7 @@ class DockerSandbox(Sandbox):
                 working_dir="/",
                 environment=s.env,
                 **net,
-                nano_cpus=int(s.cpus * 1e9),
+                nano_cpus=int(min(s.cpus, engine_cpus(self.client)) * 1e9),  # a task asking more: all there is
                 mem_limit=f"{s.memory_mb}m",
                 memswap_limit=f"{s.memory_mb}m",
                 pids_limit=s.pids,
@@ -358,6 +358,22 @@ class DockerSandbox(Sandbox):
         if self.container is None:
             return
         _force_remove(self.container)
+
+
+_ENGINE_CPUS: dict[int, float] = {}
+
+
+def engine_cpus(client: docker.DockerClient) -> float:
+    """CPUs the engine has (``docker info`` NCPU, cached per client). Docker refuses a container
+    asking for more (Harbor tasks may ask 4 on a 2-core machine), so limits are capped to it
+    (``check`` names the tasks that ask for more)."""
+    key = id(client)
+    if key not in _ENGINE_CPUS:
+        try:
+            _ENGINE_CPUS[key] = float(client.info().get("NCPU") or os.cpu_count() or 1)
+        except docker.errors.APIError:
+            _ENGINE_CPUS[key] = float(os.cpu_count() or 1)
+    return _ENGINE_CPUS[key]
 
 
 class DockerBackend(SandboxBackend):

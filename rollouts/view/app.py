@@ -12,7 +12,8 @@ Routes (all GET; anything else is 405):
 * ``/runs/compare?a=RUN&b=RUN`` — two runs side by side;
 * ``/static/*`` — the shipped CSS/JS (no CDN).
 
-Every page is autoescaped; responses carry a strict Content-Security-Policy (scripts and styles
+Handlers are plain functions: Starlette runs them in its thread pool, so a slow page (a big
+manifest being re-read) does not hold up the others. Every page is autoescaped; responses carry a strict Content-Security-Policy (scripts and styles
 from this server only, no inline script), so text from agents (trajectories, diffs, logs) cannot
 run in the browser.
 """
@@ -118,6 +119,7 @@ def create_app(data_dir: str | Path, min_age_sec: float | None = None,
     for name in env.list_templates():  # compiled once, at start-up
         env.get_template(name)
     D.warm_up()
+    _highlight_diff("--- a/x\n+++ b/x\n")  # pygments' lexer and formatter load once, at start-up
     import threading
 
     threading.Thread(target=cat.warm, name="view-warm", daemon=True).start()
@@ -138,14 +140,14 @@ def create_app(data_dir: str | Path, min_age_sec: float | None = None,
         v = request.query_params.get(key, "")
         return int(v) if v.isdigit() and len(v) < 9 else default
 
-    async def index(request: Request) -> Response:
+    def index(request: Request) -> Response:
         only = q(request, "all") or None
         groups, totals = cat.rollouts(None if only else 20, only)
         live = any(i.status == "running" for infos in groups.values() for i in infos)
         tpl = "_rollouts.html.j2" if q(request, "fragment") else "index.html.j2"
         return page(tpl, request, live=live, groups=groups, totals=totals, only=only)
 
-    async def rollout(request: Request) -> Response:
+    def rollout(request: Request) -> Response:
         name, rid = request.path_params["name"], request.path_params["rid"]
         m = cat.manifest(name, rid)
         s = cat.summary(name, rid)
@@ -166,7 +168,7 @@ def create_app(data_dir: str | Path, min_age_sec: float | None = None,
         tpl = "_rollout_live.html.j2" if q(request, "fragment") else "rollout.html.j2"
         return page(tpl, request, live=status == "running", **ctx)
 
-    async def run(request: Request) -> Response:
+    def run(request: Request) -> Response:
         run_id = request.path_params["run_id"]
         name, m, rec = cat.find_run(run_id)
         attempt = qint(request, "attempt", 0) or None
@@ -180,13 +182,13 @@ def create_app(data_dir: str | Path, min_age_sec: float | None = None,
         return page(tpl, request, live=live, name=name, m=m, rec=rec, attempt=attempt, same_task=same_task,
                     prefix=f"attempts/{attempt}/" if attempt else "", **ctx)
 
-    async def raw(request: Request) -> Response:
+    def raw(request: Request) -> Response:
         p = cat.safe_file(request.path_params["run_id"], request.path_params["path"])
         r = FileResponse(p, media_type="text/plain; charset=utf-8")
         r.headers["content-security-policy"] = "sandbox; default-src 'none'"
         return r
 
-    async def compare(request: Request) -> Response:
+    def compare(request: Request) -> Response:
         choices = [f"{n}/{rid}" for n in cat.store.list_benchmarks() if D.NAME_RE.match(n)
                    for rid in reversed(cat.store.list_rollouts(n))]
         a, b, match = q(request, "a"), q(request, "b"), q(request, "match", "auto")
@@ -199,9 +201,14 @@ def create_app(data_dir: str | Path, min_age_sec: float | None = None,
                 error = f"unknown match {match!r}"
             else:
                 res = cat.compare(sa, sb, match)
-        return page("compare.html.j2", request, choices=choices, a=a, b=b, match=match, res=res, error=error)
+                firsts = [_first_runs(cat.manifest(*sa)), _first_runs(cat.manifest(*sb))]
+        pairs = {} if res is None else {
+            r["key"]: (firsts[0].get((r["task"], r["arm_a"])), firsts[1].get((r["task"], r["arm_b"])))
+            for r in res["keys"]}
+        return page("compare.html.j2", request, choices=choices, a=a, b=b, match=match, res=res, error=error,
+                    pairs=pairs)
 
-    async def runs_compare(request: Request) -> Response:
+    def runs_compare(request: Request) -> Response:
         sides = []
         for key in ("a", "b"):
             run_id = q(request, key)
@@ -229,6 +236,16 @@ def create_app(data_dir: str | Path, min_age_sec: float | None = None,
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     app.add_middleware(_SecurityHeaders)
     return app
+
+
+def _first_runs(m) -> dict[tuple[str, str], str]:
+    """(task, arm label as compare prints it) -> the first finished run of that key (the side by
+    side link of a compare row)."""
+    out: dict[tuple[str, str], str] = {}
+    for r in m.results:
+        if r.status in FINAL_STATUSES:
+            out.setdefault((r.task_name, arm_label(r.agent, r.model, r.agent_options)), r.run_id)
+    return out
 
 
 def _ref(s: str) -> tuple[str, str]:

@@ -9,6 +9,7 @@ file, so a 10,000-run rollout costs one parse when it changes, and lists never o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import socket
@@ -66,21 +67,53 @@ class Catalog:
         self._lock = threading.Lock()
         self._key_locks: dict[tuple, threading.Lock] = {}
         self._cache: dict[tuple, tuple[tuple, float, Any]] = {}
+        self._refreshing: set[tuple] = set()
 
     # ------------------------------------------------------------------ caching
-    def _cached(self, key: tuple, version: tuple, make: Callable[[], Any]) -> Any:
+    def _cached(self, key: tuple, version: tuple, make: Callable[[], Any], stale_ok: bool = False) -> Any:
         """``make()`` once per ``version`` of ``key`` (one computation at a time per key: a second
         request waits for the first instead of repeating it); a value younger than
-        :data:`MIN_AGE_SEC` is served even if the version moved on."""
+        :data:`MIN_AGE_SEC` is served even if the version moved on. ``stale_ok``: when the version
+        moved on, serve the previous value now and compute the new one in a background thread
+        (the rollout list: a running rollout's line lags by one refresh, the page never waits)."""
         with self._lock:
             klock = self._key_locks.setdefault(key, threading.Lock())
-        with klock:
             hit = self._cache.get(key)
             if hit is not None and (hit[0] == version or time.monotonic() - hit[1] < self.MIN_AGE_SEC):
                 return hit[2]
+            if hit is not None and stale_ok:
+                if key not in self._refreshing:
+                    self._refreshing.add(key)
+                    threading.Thread(target=self._refresh, args=(key, klock, version, make), daemon=True,
+                                     name="view-refresh").start()
+                return hit[2]
+        with klock:
+            with self._lock:
+                hit = self._cache.get(key)
+            if hit is not None and hit[0] == version:  # computed by another request meanwhile
+                return hit[2]
             value = make()
-            self._cache[key] = (version, time.monotonic(), value)
+            with self._lock:
+                self._cache[key] = (version, time.monotonic(), value)
             return value
+
+    def _refresh(self, key: tuple, klock: threading.Lock, version: tuple, make: Callable[[], Any]) -> None:
+        try:
+            with klock:
+                value = make()
+                with self._lock:
+                    self._cache[key] = (version, time.monotonic(), value)
+        except (ConfigError, NotFound):
+            with self._lock:  # broken or gone now: the next request computes it and reports why
+                self._cache.pop(key, None)
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
+
+    def refreshing(self) -> int:
+        """How many background refreshes are in progress (the bench waits for 0)."""
+        with self._lock:
+            return len(self._refreshing)
 
     def warm(self) -> None:
         """Read and summarise every rollout now (the server calls this in a background thread at
@@ -145,17 +178,23 @@ class Catalog:
         return dict(sorted(out.items(), key=lambda kv: kv[1][0].rollout_id, reverse=True)), totals
 
     def rollout_info(self, name: str, rid: str) -> RolloutInfo:
-        """The list line of ``name/rid`` (manifest + summary, both cached). ConfigError if the
-        manifest is invalid, NotFound if it is gone."""
+        """The list line of ``name/rid`` (cached; after the manifest changed the previous line is
+        served while the new one is computed). ConfigError if the manifest is invalid, NotFound if
+        it is gone. The status is re-checked on every call (a harness may have died since)."""
+        p = self._manifest_path(name, rid)
+        info, m = self._cached(("i", name, rid), self._version(p), lambda: self._info(name, rid), stale_ok=True)
+        return dataclasses.replace(info, status=live_status(m))
+
+    def _info(self, name: str, rid: str) -> tuple[RolloutInfo, Manifest]:
         m = self.manifest(name, rid)
         s = self.summary(name, rid)
         costs = [o["cost_usd"] for o in s["overall"]]
         return RolloutInfo(
-            name=name, rollout_id=rid, status=live_status(m), runs=len(m.results), counts=s["counts"],
+            name=name, rollout_id=rid, status=m.status, runs=len(m.results), counts=s["counts"],
             overall=s["overall"], started_at=m.started_at, finished_at=m.finished_at,
             cost_usd=None if any(c is None for c in costs) else round(sum(costs), 6),
             done=sum(r.status not in ("pending", "running") for r in m.results),
-        )
+        ), m
 
     def runs(self, name: str, rid: str, *, status: str = "", error_kind: str = "", agent: str = "",
              model: str = "", q: str = "", task: str = "", page: int = 1, per_page: int = 100

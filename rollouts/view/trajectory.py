@@ -34,7 +34,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-MAX_FIELD_CHARS = 100_000
+MAX_FIELD_CHARS = 30_000  # per text field on the page; the raw file has everything
 PER_PAGE = 50
 
 

@@ -1,5 +1,6 @@
 #!/bin/bash
 # class: runs that disappear as infra (16k symlinks + 16k files: a quadratic diff guard)
+# task: shell_hello_file
 # mode: fresh
 # expect: zero
 # REDTEAM_N links and as many files (the suite sets 1024 to stay fast on slow storage such as

@@ -1,5 +1,6 @@
 #!/bin/bash
 # class: the verifier trusts the agent's toolchain (edited _pytest source)
+# task: shell_hello_file
 # mode: shared
 # expect: agent
 f=$(python3 -c 'import _pytest.runner as r; print(r.__file__)')

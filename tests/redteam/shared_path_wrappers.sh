@@ -1,5 +1,6 @@
 #!/bin/bash
 # class: the verifier trusts the agent's toolchain (timeout, bash, python3 wrappers on PATH)
+# task: shell_hello_file
 # mode: shared
 # expect: agent
 for b in timeout bash python3 python pytest; do

@@ -1,5 +1,6 @@
 #!/bin/bash
 # class: the verifier trusts the agent's toolchain (.pth file)
+# task: shell_hello_file
 # mode: shared
 # expect: agent
 d=$(python3 -c 'import site; print(site.getsitepackages()[0])')

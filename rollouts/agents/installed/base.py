@@ -29,6 +29,7 @@ from pydantic import Field
 from rollouts.agents.base import Agent, AgentContext, AgentOptions, AgentResult
 from rollouts.agents.installed.layer import LAYER_MOUNT, Package, ensure_layer
 from rollouts.errors import ConfigError
+from rollouts.gateway import RunLimits
 from rollouts.sandbox.base import ExecResult
 
 STATE_DIR = "/var/rollouts-agent"  # the agent's HOME, config and session logs in the sandbox
@@ -52,6 +53,9 @@ class InstalledOptions(AgentOptions):
     """Options every installed agent takes (each agent sets the default ``version``)."""
 
     version: str = Field("", min_length=1, description="Agent release (PyPI version of its package).")
+    max_total_tokens: int | None = Field(
+        None, ge=1, description="Gateway budget: prompt + completion tokens of the run (then status `limit`).")
+    max_cost_usd: float | None = Field(None, gt=0, description="Gateway budget: USD of the run (then status `limit`).")
 
 
 class CliOptions(InstalledOptions):
@@ -62,9 +66,11 @@ class CliOptions(InstalledOptions):
 
 @dataclass
 class Launch:
-    """What :meth:`InstalledAgent.command` returns: argv, environment, files to write first."""
+    """What :meth:`SandboxCliAgent.command` returns: argv (without the prompt), the prompt (passed
+    last, after ``extra_args`` and ``--``), environment, files to write first."""
 
     argv: list[str]
+    prompt: str
     env: dict[str, str] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
 
@@ -73,7 +79,7 @@ class InstalledAgent(Agent):
     """Base class of installed agents: pinned packages, options, the layer (see module doc)."""
 
     needs_model = False  # the gateway, not a host-side client, carries its model traffic
-    installed = True
+    uses_gateway = True
     Options: ClassVar[type[InstalledOptions]] = InstalledOptions
     session_log_name: ClassVar[str] = "session.log"  # file name under <run_dir>/agent/
 
@@ -92,6 +98,16 @@ class InstalledAgent(Agent):
         layer = ensure_layer(backend.client, self.name, opts.version, self.packages(opts.version), image, log)
         return ((layer.volume, LAYER_MOUNT),)
 
+
+    def run_limits(self, options: dict[str, Any]) -> RunLimits:
+        """The run's gateway budget from its options."""
+        o = self.Options.model_validate(options)
+        return RunLimits(max_total_tokens=o.max_total_tokens, max_cost_usd=o.max_cost_usd)
+
+    def trajectory_meta(self, entry: Any) -> dict[str, Any]:
+        """``agent`` fields of the run's ATIF trajectory (name, version, model)."""
+        return {"agent_name": self.name, "agent_version": self.Options.model_validate(entry.agent_options).version,
+                "model_name": entry.model}
 
     def pinned_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """``options`` with the resolved ``version`` (the default when not given): the manifest pins it."""
@@ -122,7 +138,7 @@ class SandboxCliAgent(InstalledAgent):
             return AgentResult("error", error=f"cannot create {STATE_DIR}: {r.output[-300:]}")
         for path, data in launch.files.items():
             sb.put_file(path, data, mode=0o600)
-        argv = [*launch.argv, *opts.extra_args]
+        argv = [*launch.argv, *opts.extra_args, "--", launch.prompt]
         script = f"exec {shlex.join(argv)} </dev/null >{SESSION_LOG} 2>{STDERR_LOG}"
         env = {"HOME": f"{STATE_DIR}/home", **ctx.env, **launch.env}
         ctx.log(f"$ {shlex.join(argv)}")

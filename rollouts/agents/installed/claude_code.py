@@ -4,7 +4,7 @@
 Command (inside the sandbox, in the task's workdir)::
 
     claude -p --output-format stream-json --verbose --dangerously-skip-permissions \\
-        --model <model> [--max-turns N] <instruction>
+        --model <model> [--max-turns N] [--system-prompt S] [--tools T,...] [extra_args] -- <instruction>
 
 Headless (``-p``), no permission prompts (``--dangerously-skip-permissions``, allowed as root
 because ``IS_SANDBOX=1``: our sandbox has no network but the gateway). ``ANTHROPIC_BASE_URL``
@@ -33,6 +33,8 @@ class ClaudeCodeOptions(CliOptions):
     version: str = Field(DEFAULT_VERSION, min_length=1,
                          description="PyPI version of `claude-agent-sdk` (it pins the bundled Claude Code).")
     max_turns: int | None = Field(None, ge=1, description="`--max-turns` (unset: Claude Code's default).")
+    system_prompt: str | None = Field(None, description="`--system-prompt`: replaces the default one (small models).")
+    tools: list[str] | None = Field(None, description="`--tools`: the built-in tools offered (unset: the default set).")
 
 
 class ClaudeCodeAgent(SandboxCliAgent):
@@ -50,7 +52,10 @@ class ClaudeCodeAgent(SandboxCliAgent):
                 "--dangerously-skip-permissions", "--model", endpoint.model]
         if opts.max_turns:
             argv += ["--max-turns", str(opts.max_turns)]
-        argv.append(instruction)
+        if opts.system_prompt is not None:
+            argv += ["--system-prompt", opts.system_prompt]
+        if opts.tools is not None:
+            argv += ["--tools", ",".join(opts.tools)]
         env = {
             "ANTHROPIC_BASE_URL": endpoint.base_url,
             "ANTHROPIC_API_KEY": endpoint.token,
@@ -65,7 +70,7 @@ class ClaudeCodeAgent(SandboxCliAgent):
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "NO_COLOR": "1",
         }
-        return Launch(argv, env)
+        return Launch(argv, instruction, env)
 
     def final_message(self, session_log: str) -> str:
         last = ""

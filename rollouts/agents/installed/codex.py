@@ -3,7 +3,8 @@
 Command (inside the sandbox, in the task's workdir)::
 
     codex exec --json --dangerously-bypass-approvals-and-sandbox --skip-git-repo-check \\
-        --color never -C <workdir> -m <model> -o <state>/last_message.txt <instruction>
+        --color never -C <workdir> -m <model> -o <state>/last_message.txt \\
+        --disable plugins --disable remote_plugin --disable apps [extra_args] -- <instruction>
 
 with ``CODEX_HOME=<state>/codex`` holding a generated ``config.toml`` whose only model provider
 is the run's gateway (``base_url = <gateway>/v1``, ``wire_api = "responses"``: Codex 0.163
@@ -27,6 +28,7 @@ from rollouts.agents.installed.layer import LAYER_MOUNT, Package
 DEFAULT_VERSION = "0.163.0"
 CODEX_HOME = f"{STATE_DIR}/codex"
 LAST_MESSAGE = f"{STATE_DIR}/last_message.txt"
+INSTRUCTIONS = f"{CODEX_HOME}/instructions.md"
 PATH = f"{LAYER_MOUNT}/codex/codex-path:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -37,6 +39,11 @@ class CodexOptions(CliOptions):
     reasoning_effort: str | None = Field(None, description="`model_reasoning_effort` (unset: the model's default).")
     context_window: int | None = Field(
         None, ge=1024, description="`model_context_window` in tokens (set it for small local models).")
+    disable_features: list[str] = Field(
+        ["plugins", "remote_plugin", "apps"],
+        description="Codex features turned off (`--disable`); the default ones only reach the network at start.")
+    instructions: str | None = Field(
+        None, description="Replaces Codex's built-in instructions (`model_instructions_file`); for small models.")
 
 
 def _toml_str(s: str) -> str:
@@ -56,6 +63,8 @@ def config_toml(endpoint: Endpoint, opts: CodexOptions) -> str:
         lines.append(f"model_reasoning_effort = {_toml_str(opts.reasoning_effort)}")
     if opts.context_window:
         lines.append(f"model_context_window = {int(opts.context_window)}")
+    if opts.instructions is not None:
+        lines.append(f"model_instructions_file = {_toml_str(INSTRUCTIONS)}")
     lines += [
         "[analytics]", "enabled = false",
         "[model_providers.rollouts]",
@@ -82,10 +91,15 @@ class CodexAgent(SandboxCliAgent):
     def command(self, ctx: AgentContext, opts: CodexOptions, endpoint: Endpoint, instruction: str) -> Launch:
         argv = [f"{LAYER_MOUNT}/codex/bin/codex", "exec", "--json", "--dangerously-bypass-approvals-and-sandbox",
                 "--skip-git-repo-check", "--color", "never", "-C", ctx.workdir, "-m", endpoint.model,
-                "-o", LAST_MESSAGE, instruction]
+                "-o", LAST_MESSAGE]
+        for feat in opts.disable_features:
+            argv += ["--disable", feat]
         env = {"CODEX_HOME": CODEX_HOME, "ROLLOUTS_GATEWAY_TOKEN": endpoint.token, "PATH": PATH,
                "RUST_LOG": "warn", "NO_COLOR": "1"}
-        return Launch(argv, env, {f"{CODEX_HOME}/config.toml": config_toml(endpoint, opts).encode()})
+        files = {f"{CODEX_HOME}/config.toml": config_toml(endpoint, opts).encode()}
+        if opts.instructions is not None:
+            files[INSTRUCTIONS] = opts.instructions.encode()
+        return Launch(argv, instruction, env, files)
 
     def final_message(self, session_log: str) -> str:
         last = ""

@@ -95,9 +95,18 @@ class AgentGateways:
         usage = gw.usage(run_id)
         hit = gw.limit_hit(run_id)
         ex = gw.exchanges(run_id)
-        write_trajectory(run_dir / "agent" / "trajectory.json", ex, agent_meta)
-        gw.unregister(run_id)
+        try:
+            write_trajectory(run_dir / "agent" / "trajectory.json", ex, agent_meta)
+        finally:
+            gw.unregister(run_id)
         return GatewayResult(usage=usage, limit_hit=hit, exchanges=len(ex))
+
+    def release(self, run_id: str) -> None:
+        """Revoke ``run_id``'s token without collecting (the run failed before :meth:`finish`)."""
+        with self._lock:
+            model = self._runs.pop(run_id, None)
+        if model is not None:
+            self._by_model[model][1].unregister(run_id)
 
     def close(self) -> None:
         """Stop every gateway and remove every network (idempotent)."""
@@ -113,7 +122,6 @@ class AgentGateways:
 
 def write_trajectory(path: Path, exchanges: list, agent_meta: Mapping[str, Any]) -> None:
     """The run's ATIF trajectory from the gateway's exchanges (``rollouts.atif``)."""
-    from rollouts.atif import trajectory_from_exchanges
-    from rollouts.store import atomic_write_json
+    from rollouts import atif
 
-    atomic_write_json(path, trajectory_from_exchanges(exchanges, **agent_meta))
+    atif.write(path, atif.trajectory_from_exchanges(exchanges, **agent_meta))
