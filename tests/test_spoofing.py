@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from rollouts.errors import SandboxFileNotFound
+from rollouts.errors import OutputLimitExceeded, SandboxFileNotFound
 from rollouts.grading.verifier import (
     RewardFileError,
     RewardMissingError,
@@ -510,8 +510,6 @@ class FakeSandbox:
 
     def get_dir(self, src, dest, max_bytes=256 * 1024 * 1024):
         """The sandbox contract (rollouts/sandbox/base.py): typed errors, as both backends raise."""
-        from rollouts.errors import OutputLimitExceeded, SandboxFileNotFound
-
         prefix = src.rstrip("/") + "/"
         found = {p[len(prefix):]: d for p, d in self.files.items() if p.startswith(prefix)}
         if not found:
@@ -523,8 +521,6 @@ class FakeSandbox:
             (Path(dest) / name).write_bytes(data)
 
     def get_file(self, path, max_bytes=64 * 1024 * 1024):
-        from rollouts.errors import OutputLimitExceeded, SandboxFileNotFound
-
         if path not in self.files:
             raise SandboxFileNotFound(path)
         data = self.files[path]
