@@ -90,53 +90,62 @@ def test_second_use_installs_nothing(docker_client, task_image, monkeypatch):
     assert again == first
 
 
+MINI = layer_mod.Package("mini-swe-agent", "2.4.6", (("minisweagent/", "minisweagent/"),))  # a 0.3 MB wheel
+
+
 def _build(args) -> tuple[str, int]:
     cache, agent, image = args
     os.environ["XDG_CACHE_HOME"] = cache
     import docker
 
     built = []
-    lay = layer_mod.ensure_layer(docker.from_env(), agent, "0.163.0", CodexAgent().packages("0.163.0"), image,
+    lay = layer_mod.ensure_layer(docker.from_env(), agent, "2.4.6", [MINI], image,
                                  lambda s: built.append(s) if "built" in s else None, show_progress=False)
     return lay.volume, len(built)
 
 
 def test_parallel_first_runs_build_once(docker_client, task_image, tmp_path):
-    # A fresh cache (own index and locks) and an agent name of its own (own volume); the wheel is
-    # hard-linked from the user's cache when there, so the test does not download it again.
-    src = layer_mod.cache_root() / "wheels" / f"codex-0.163.0-{layer_mod.sandbox_platform()[0]}"
-    agent = f"codex-partest-{uuid.uuid4().hex[:6]}"
-    dst = tmp_path / "rollouts" / "agents" / "wheels" / f"{agent}-0.163.0-{layer_mod.sandbox_platform()[0]}"
-    dst.mkdir(parents=True)
-    for w in src.glob("*.whl") if src.is_dir() else []:
-        os.link(w, dst / w.name)
+    """4 processes ask for the same new layer at once (a fresh cache: own index and locks; an
+    agent name of its own: own volume; the small mini-swe-agent wheel, the mechanism is the same
+    for every agent): one downloads and builds, the others wait and reuse it."""
+    agent = f"partest-{uuid.uuid4().hex[:6]}"
     try:
         with multiprocessing.get_context("spawn").Pool(4) as pool:
             out = pool.map(_build, [(str(tmp_path), agent, task_image)] * 4)
         assert len({v for v, _ in out}) == 1
         assert sum(n for _, n in out) == 1, out  # exactly one process built it
-        vols = docker_client.volumes.list(filters={"label": f"{layer_mod.LABEL_LAYER}"})
+        vols = docker_client.volumes.list(filters={"label": layer_mod.LABEL_LAYER})
         assert [v.name for v in vols if agent in v.name] == [out[0][0]]
+        wheels = list((tmp_path / "rollouts" / "agents" / "wheels").rglob("*.whl"))
+        assert len(wheels) == 1  # downloaded once
     finally:
         for v in docker_client.volumes.list(filters={"label": layer_mod.LABEL_LAYER}):
             if agent in v.name:
                 v.remove(force=True)
 
 
-def test_clean_removes_stale_layers_only(docker_client, task_image):
-    live = layer_mod.ensure_layer(docker_client, "codex", "0.163.0", CodexAgent().packages("0.163.0"),
-                                  task_image, print, show_progress=False)
-    name = f"rollouts-agent-stale-{uuid.uuid4().hex[:6]}"  # e.g. an older digest: no index names it
-    docker_client.volumes.create(name, labels={layer_mod.LABEL_LAYER: "stale", layer_mod.LABEL_TOOL: "rollouts"})
+def test_clean_removes_stale_layers_only(docker_client, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # a cache of its own: clean touches only its layers
+    tag = uuid.uuid4().hex[:6]
+    mine = {layer_mod.LABEL_TOOL: "rollouts", layer_mod.LABEL_CACHE: layer_mod.cache_id()}
+    live, stale, other = (f"rollouts-agent-{n}-{tag}" for n in ("live", "stale", "othercache"))
+    docker_client.volumes.create(live, labels={**mine, layer_mod.LABEL_LAYER: "live"})
+    docker_client.volumes.create(stale, labels={**mine, layer_mod.LABEL_LAYER: "stale"})  # e.g. an older digest
+    docker_client.volumes.create(other, labels={layer_mod.LABEL_TOOL: "rollouts", layer_mod.LABEL_LAYER: "x",
+                                                layer_mod.LABEL_CACHE: "another-cache"})
+    idx = layer_mod.cache_root() / "layers"
+    idx.mkdir(parents=True)
+    (idx / "live.json").write_text(json.dumps({"volume": live}))
     try:
-        assert name in layer_mod.clean_layers(docker_client, dry_run=True)
-        assert docker_client.volumes.get(name)
-        gone = layer_mod.clean_layers(docker_client)
-        assert name in gone and live.volume not in gone
-        assert not docker_client.volumes.list(filters={"name": name})
-        assert docker_client.volumes.get(live.volume)
+        assert layer_mod.clean_layers(docker_client, dry_run=True) == [stale]
+        assert docker_client.volumes.get(stale)
+        assert layer_mod.clean_layers(docker_client) == [stale]
+        names = {v.name for v in docker_client.volumes.list(filters={"name": tag})}
+        assert names == {live, other}
+        assert layer_mod.clean_layers(docker_client, all_layers=True) == [live]
+        assert not (idx / "live.json").exists()
     finally:
-        for v in docker_client.volumes.list(filters={"name": name}):
+        for v in docker_client.volumes.list(filters={"name": tag}):
             v.remove(force=True)
 
 
@@ -176,13 +185,10 @@ def scripted_reply(protocol: str, body: dict) -> Reply:
     return Reply(text=f"THOUGHT: one step.\n\n```mswea_bash_command\n{cmd}\n```")
 
 
-@pytest.mark.parametrize("name,upstream_kind,protocol", [
-    ("codex", "openai", "responses"),           # Responses -> Chat translated by the gateway
-    ("claude-code", "anthropic", "messages"),   # Messages passed through
-    ("claude-code", "openai", "messages"),      # Messages -> Chat translated
-    ("mini-swe-agent", "openai", "chat"),
-])
-def test_agent_solves_hello_file_through_gateway(name, upstream_kind, protocol, docker_client, task_image, tmp_path):
+def _run_agent(name, upstream_kind, reply, docker_client, task_image, run_dir, deadline_sec=120.0, check=None):
+    """Run agent ``name`` once on shell_hello_file in a sandbox, through a real Gateway in front of
+    a ScriptedEndpoint speaking ``upstream_kind``. ``check(sb, res)`` runs before the sandbox
+    stops. Returns (AgentResult, the run's exchanges, its usage)."""
     from rollouts.gateway import Gateway, RunLimits, UpstreamSpec
     from rollouts.lifecycle import labels_for
     from rollouts.sandbox.base import SandboxSpec
@@ -196,38 +202,66 @@ def test_agent_solves_hello_file_through_gateway(name, upstream_kind, protocol, 
     volumes = agent.prepare(backend, {}, task_image, print)
     ipam = docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]
     bridge = ipam.get("Gateway") or str(ipaddress.ip_network(ipam["Subnet"])[1])
-    with ScriptedEndpoint(scripted_reply, api_key="sk-real-upstream") as up:
+    with ScriptedEndpoint(reply, api_key="sk-real-upstream") as up:
         base = up.openai_base_url if upstream_kind == "openai" else up.anthropic_base_url
         with Gateway(UpstreamSpec(upstream_kind, base, "scripted", api_key="sk-real-upstream"), host=bridge) as gw:
-            g = gw.register_run("r1", RunLimits(), log_path=tmp_path / "agent" / "gateway_exchanges.jsonl")
+            g = gw.register_run("r1", RunLimits(), log_path=run_dir / "agent" / "gateway_exchanges.jsonl")
             spec = SandboxSpec(image=task_image, labels=labels_for("test", f"test-{name}"), network=True,
                                volumes=volumes, lifetime_sec=300, memory_mb=2048)
             with backend.create(spec) as sb:
                 setup_workspace(sb, task, "/workspace", timeout=60)
-                ctx = AgentContext(sandbox=sb, task=task, workdir="/workspace", run_dir=tmp_path,
-                                   deadline=time.monotonic() + 120, model="scripted", log=print,
+                ctx = AgentContext(sandbox=sb, task=task, workdir="/workspace", run_dir=run_dir,
+                                   deadline=time.monotonic() + deadline_sec, model="scripted", log=print,
                                    gateway=Endpoint(g.anthropic_base_url, g.token, g.model_name,
                                                     host_base_url=g.anthropic_base_url))
                 t0 = time.monotonic()
                 res = agent.run(ctx)
                 print(f"{name}: {time.monotonic() - t0:.1f} s, {res}")
-                assert res.status == "completed", res
-                assert sb.exec(["cat", "/workspace/greeting.txt"], timeout=10).stdout == "hello world\n"
-                if name != "mini-swe-agent":  # the layer is mounted read-only
-                    assert not sb.exec(["touch", "/opt/rollouts-agent/x"], timeout=10).ok
-            ex = gw.exchanges("r1")
-            assert len(ex) >= 2 and {e.protocol for e in ex} == {protocol} and all(e.status_code == 200 for e in ex)
-            assert gw.usage("r1").prompt_tokens > 0
-    assert res.steps >= 1
-    assert (tmp_path / "agent" / agent.session_log_name).stat().st_size > 0
+                if check:
+                    check(sb, res)
+            return res, gw.exchanges("r1"), gw.usage("r1")
+
+
+@pytest.mark.parametrize("name,upstream_kind,protocol", [
+    ("codex", "openai", "responses"),           # Responses -> Chat translated by the gateway
+    ("claude-code", "anthropic", "messages"),   # Messages passed through
+    ("claude-code", "openai", "messages"),      # Messages -> Chat translated
+    ("mini-swe-agent", "openai", "chat"),
+])
+def test_agent_solves_hello_file_through_gateway(name, upstream_kind, protocol, docker_client, task_image, tmp_path):
+    def check(sb, res):
+        assert res.status == "completed", res
+        assert sb.exec(["cat", "/workspace/greeting.txt"], timeout=10).stdout == "hello world\n"
+        if name != "mini-swe-agent":  # the layer is mounted read-only
+            assert not sb.exec(["touch", "/opt/rollouts-agent/x"], timeout=10).ok
+
+    res, ex, usage = _run_agent(name, upstream_kind, scripted_reply, docker_client, task_image, tmp_path, check=check)
+    assert len(ex) >= 2 and {e.protocol for e in ex} == {protocol} and all(e.status_code == 200 for e in ex)
+    assert usage.prompt_tokens > 0 and res.steps >= 1
+    assert (tmp_path / "agent" / get_agent(name).session_log_name).stat().st_size > 0
     if name != "mini-swe-agent":
         assert FINAL in res.notes
+
+
+@pytest.mark.parametrize("name", ["codex", "claude-code", "mini-swe-agent"])
+def test_agent_killed_at_its_deadline(name, docker_client, task_image, tmp_path):
+    """A model that never answers in time: the agent's whole process tree in the sandbox is
+    killed at the deadline (timeout -k, own process group) and the run is a timeout."""
+    def slow(protocol, body):
+        return Reply(text=FINAL, delay_sec=10)
+
+    def check(sb, res):
+        assert res.status == "timeout", res
+        left = sb.exec("ps -eo args | grep -c '^/opt/rollouts-agent' || true", timeout=10).stdout.strip()
+        assert left == "0", sb.exec("ps -ef", timeout=10).stdout
+
+    _run_agent(name, "openai", slow, docker_client, task_image, tmp_path, deadline_sec=5, check=check)
 
 
 # ---------------------------------------------------------------------- a whole rollout
 ROLLOUT = """
 name = "installed"
-parallel = 2
+parallel = 3
 
 [[tasks]]
 prepared_dir = "{task}"
@@ -249,6 +283,12 @@ prepared_dir = "{task}"
 agent = "codex"
 model = "gpt-scripted"
 agent_options = {{ max_total_tokens = 200 }}
+
+[[tasks]]
+prepared_dir = "{task}"
+agent = "mini-swe-agent"
+model = "gpt-scripted"
+agent_options = {{ max_total_tokens = 200 }}
 """
 
 
@@ -264,7 +304,7 @@ def test_rollout_of_installed_agents(run_cli, tmp_path, base_image):
                "ANTHROPIC_BASE_URL": up.anthropic_base_url, "ANTHROPIC_API_KEY": key}
         t0 = time.monotonic()
         p = run_cli("run", str(cfg), env=env, timeout=600)
-        print(f"rollout of 4 runs: {time.monotonic() - t0:.1f} s")
+        print(f"rollout of 5 runs: {time.monotonic() - t0:.1f} s")
     data = tmp_path / "data"
     m = json.loads(next((data / "rollouts" / "installed").glob("2*/manifest.json")).read_text())
     res = {(r["agent"], r["agent_options"].get("max_total_tokens")): r for r in m["results"]}
@@ -277,10 +317,13 @@ def test_rollout_of_installed_agents(run_cli, tmp_path, base_image):
         traj = json.loads((run_dir / "agent" / "trajectory.json").read_text())
         assert traj["schema_version"].startswith("ATIF-v1.") and traj["agent"]["name"] == agent
         assert sum(1 for s in traj["steps"] if s["source"] == "agent") >= 2
-    lim = res[("codex", 200)]
-    assert lim["status"] == "limit" and lim["reward"] == 0.0, lim
-    ex = [json.loads(x) for x in (Path(lim["run_dir"]) / "agent" / "gateway_exchanges.jsonl").read_text().splitlines()]
-    assert any(e.get("refused") == "limit" for e in ex)
+    for agent in ("codex", "mini-swe-agent"):
+        lim = res[(agent, 200)]
+        assert lim["status"] == "limit" and lim["reward"] == 0.0, lim
+        ex = [json.loads(x) for x in (Path(lim["run_dir"]) / "agent" / "gateway_exchanges.jsonl").read_text().splitlines()]
+        refused = sum(1 for e in ex if e.get("refused") == "limit")
+        print(agent, "refused requests:", refused)
+        assert 1 <= refused <= 3  # the refusal ends the agent; it is not retried ten times with back-off
     # the real key reached the upstream (the scripted endpoint refuses others) and nothing on disk
     for f in data.rglob("*"):
         if f.is_file():

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from rollouts.errors import EnvironmentNotReady, SandboxError
 from rollouts.store import atomic_write_json, now_iso
@@ -48,6 +48,7 @@ from rollouts.store import atomic_write_json, now_iso
 LAYER_MOUNT = "/opt/rollouts-agent"  # where a run sees its agent layer (read-only)
 LAYER_RECIPE = 1  # bump when the extraction changes: all digests change
 LABEL_LAYER = "rollouts.agent_layer"
+LABEL_CACHE = "rollouts.agent_cache"  # which cache directory built it (clean only touches its own)
 LABEL_TOOL = "rollouts.tool"
 
 Log = Callable[[str], None]
@@ -78,6 +79,11 @@ def sandbox_platform() -> tuple[str, str]:
     """(our platform key, pip ``--platform`` tag) for Linux sandboxes on this host's CPU."""
     arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(), platform.machine().lower())
     return f"linux-{arch}", f"manylinux_2_17_{arch}"
+
+
+def cache_id() -> str:
+    """12 hex chars naming this cache directory (the volume label :data:`LABEL_CACHE`)."""
+    return hashlib.sha256(str(cache_root().resolve()).encode()).hexdigest()[:12]
 
 
 def _locked(key: str) -> tuple[threading.Lock, FileLock]:
@@ -221,7 +227,7 @@ def ensure_layer(client: docker.DockerClient, agent: str, version: str, packages
         t0 = time.monotonic()
         wheels, digest, t_dl = _fetch(key, pip_plat, packages, log, show_progress)
         volume = f"rollouts-agent-{key}-{digest}"
-        labels = {LABEL_TOOL: "rollouts", LABEL_LAYER: key, "rollouts.agent": agent,
+        labels = {LABEL_TOOL: "rollouts", LABEL_LAYER: key, LABEL_CACHE: cache_id(), "rollouts.agent": agent,
                   "rollouts.agent_version": version}
         meta = json.dumps({"volume": volume, "digest": digest, "wheels": [w.name for w in wheels]}).encode()
         if _volume_complete(client, volume, helper_image):  # built by another host index (same content)
@@ -332,19 +338,31 @@ def _remove_volume(client: docker.DockerClient, name: str) -> None:
 
 
 def clean_layers(client: docker.DockerClient, *, all_layers: bool = False, dry_run: bool = False) -> list[str]:
-    """Remove agent layers: Docker volumes and host directories that no index names (stale: an
-    older digest, a crashed build), or every one with ``all_layers`` (index files too). Returns
-    what was (or, with ``dry_run``, would be) removed. Raises SandboxError when Docker refuses
-    (a volume in use by a running sandbox)."""
+    """Remove agent layers built by this cache directory: Docker volumes and host directories
+    that no index names (stale: an older digest, a crashed build), or every one with
+    ``all_layers`` (index files too). A layer whose build lock is held (being built right now)
+    is kept. Returns what was (or, with ``dry_run``, would be) removed. Raises SandboxError when
+    Docker refuses (a volume in use by a running sandbox)."""
     live: set[str] = set()
     layers_dir = cache_root() / "layers"
     indexes = sorted(layers_dir.glob("*.json")) if layers_dir.is_dir() else []
     for p in indexes:
         meta = json.loads(p.read_text())
         live.add(meta.get("volume") or meta.get("path"))
+
+    def building(key: str) -> bool:
+        lock = FileLock(str(cache_root() / "locks" / f"{key}.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return True
+        lock.release()
+        return False
+
     gone = []
-    for v in client.volumes.list(filters={"label": LABEL_LAYER}):
-        if all_layers or v.name not in live:
+    for v in client.volumes.list(filters={"label": f"{LABEL_CACHE}={cache_id()}"}):
+        key = (v.attrs.get("Labels") or {}).get(LABEL_LAYER, "")
+        if (all_layers or v.name not in live) and not building(key):
             gone.append(v.name)
             if not dry_run:
                 try:
@@ -353,7 +371,8 @@ def clean_layers(client: docker.DockerClient, *, all_layers: bool = False, dry_r
                     raise SandboxError(f"cannot remove agent layer {v.name}: {e.explanation or e}") from None
     host = cache_root() / "host"
     for d in sorted(host.iterdir()) if host.is_dir() else []:
-        if d.is_dir() and not d.name.startswith("tmp") and (all_layers or str(d) not in live):
+        key = d.name.rsplit("-", 1)[0]
+        if d.is_dir() and not d.name.startswith("tmp") and (all_layers or str(d) not in live) and not building(key):
             gone.append(str(d))
             if not dry_run:
                 shutil.rmtree(d)

@@ -25,6 +25,10 @@ from pathlib import Path
 from typing import Any
 
 
+class BudgetExhausted(Exception):
+    """The gateway refused a request: the run's token/cost budget is used up."""
+
+
 def main(argv: list[str]) -> int:
     cfg = json.loads(Path(argv[1]).read_text())
     proto_out = os.fdopen(os.dup(1), "w", buffering=1)
@@ -34,6 +38,7 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ["MSWEA_COST_TRACKING"] = "ignore_errors"  # the gateway meters cost
 
+    import litellm
     import yaml
     from minisweagent.agents.default import DefaultAgent
     from minisweagent.config import get_config_path
@@ -75,6 +80,20 @@ def main(argv: list[str]) -> int:
                     "api_key": os.environ["ROLLOUTS_GATEWAY_TOKEN"], **cfg.get("model_kwargs", {})}
     model = LitellmTextbasedModel(**{**model_cfg, "model_name": cfg["model_name"], "model_kwargs": model_kwargs,
                                      "cost_tracking": "ignore_errors"})
+    # The gateway refuses a request over the run's budget (429 insufficient_quota, "do not
+    # retry"); mini-swe-agent would retry a 429 ten times with back-off: stop at once instead.
+    query = model._query
+
+    def _query(messages, **kwargs):
+        try:
+            return query(messages, **kwargs)
+        except litellm.exceptions.RateLimitError as e:
+            if "insufficient_quota" in str(e) or "budget of this run" in str(e):
+                raise BudgetExhausted(str(e)) from None
+            raise
+
+    model._query = _query
+    model.abort_exceptions = [*model.abort_exceptions, BudgetExhausted]
     env = SandboxEnvironment(cfg["cwd"], cfg["command_timeout_sec"], shipped.get("environment", {}).get("env", {}))
     agent = DefaultAgent(model, env, **agent_cfg)
     result = agent.run(cfg["task"])
