@@ -242,6 +242,14 @@ def dockerfile_bases(task: Task) -> list[str]:
     return []
 
 
+def images_used(task: Task) -> dict[str, str]:
+    """The ``[images]`` mapping as it applies to ``task`` (image → local image), for the manifest:
+    its prebuilt image and its Dockerfile's FROM images, where mapped."""
+    refs = base_images_of(task) + dockerfile_bases(task)
+    return {ref: mapped_image(ref, task.image_map) for ref in dict.fromkeys(refs)
+            if mapped_image(ref, task.image_map) != ref}
+
+
 def prebuilt_available(client: docker.DockerClient, task: Task) -> bool:
     """Whether the task's prebuilt ``image`` (after mapping) is in the local engine."""
     env = task.meta.environment

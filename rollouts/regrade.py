@@ -35,6 +35,8 @@ def regrade(store: Store, name: str, rollout_id: str, parallel: int | None = Non
             task = load_task(Path(t.task_dir))
         except ConfigError as e:
             raise ConfigError(f"cannot re-grade: {e}") from None
+        if t.images:  # the [images] mapping the rollout used (Harbor / Terminal-Bench base images)
+            task = task.model_copy(update={"image_map": dict(t.images)})
         if task.digest != t.task_digest:
             log(f"task {t.task_name} changed since the rollout (digest differs): grading with the current tests")
         tasks[t.index] = (task, t.backend)

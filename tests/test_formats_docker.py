@@ -154,3 +154,11 @@ def test_large_workdir_is_not_snapshotted_and_repo_info_says_so(docker_client, b
         assert not sb.exec("test -e /app/.git", timeout=30).ok  # nothing written into the workdir
     finally:
         sb.stop()
+
+
+def test_eval_regrades_the_separate_mode_task_with_the_recorded_image_mapping(rollout, run_cli):
+    p = run_cli("eval", "fmt_fixtures", "--latest", "--json", data_dir=rollout["tmp"] / "data", timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    rows = {(r["task"], r.get("agent")): r for r in json.loads(p.stdout)}
+    regraded = {k: r for k, r in rows.items() if r["status"] not in ("skipped",) and "separate" in k[0]}
+    assert regraded and all(r["reward"] == r["previous_reward"] for r in regraded.values()), rows

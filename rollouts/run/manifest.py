@@ -63,12 +63,9 @@ def build_manifest(config: BenchmarkConfig, rollout_id: str, store: Store, secre
 
 def _images_used(task) -> dict[str, str]:
     """The ``[images]`` mapping as applied to ``task``'s base images (image → local image)."""
-    from rollouts.images import base_images_of, mapped_image
+    from rollouts.images import images_used
 
-    if not task.image_map:
-        return {}
-    return {ref: mapped_image(ref, task.image_map) for ref in base_images_of(task)
-            if mapped_image(ref, task.image_map) != ref}
+    return images_used(task)
 
 
 class ManifestWriter:
