@@ -73,10 +73,12 @@ class _RunLog:
 def _track(env: RunEnv, key: str, sb) -> None:
     """Register a live sandbox for cancellation (``key``: run id, or run id + ":verifier")."""
     with env.active_lock:
-        if env.cancel.is_set():
-            sb.stop()
-            raise Cancelled()
-        env.active[key] = sb
+        cancelled = env.cancel.is_set()
+        if not cancelled:
+            env.active[key] = sb
+    if cancelled:  # stopped outside the lock: a cooperative run may be suspended in stop()
+        sb.stop()
+        raise Cancelled()
 
 
 def _untrack(env: RunEnv, run_id: str) -> None:
