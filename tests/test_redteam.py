@@ -243,3 +243,34 @@ def test_task_labels():
     assert label(mode="shared", stop="agent") == "agent-controlled"
     assert label(mode="shared", toolchain="agent") == "agent-controlled"
     assert label(mode="fresh", toolchain="agent") == "agent-controlled"
+
+
+def test_a_hung_collection_is_a_counted_failure_not_infra():
+    """A replaced ``timeout``/``git`` that never returns: the watchdog outside the sandbox stops it
+    and the run fails closed (GradingIntegrityError), instead of waiting for the lifetime backstop
+    and ending as infra."""
+    import threading
+
+    from rollouts.errors import GradingIntegrityError, SandboxError
+    from rollouts.grading.stop import exec_watched
+
+    class Hung:
+        def __init__(self):
+            self.stopped = threading.Event()
+
+        def exec(self, cmd, **kw):
+            assert self.stopped.wait(30), "the watchdog never fired"
+            raise SandboxError("sandbox was removed")
+
+        def stop(self):
+            self.stopped.set()
+
+    with pytest.raises(GradingIntegrityError, match="collecting"):
+        exec_watched(Hung(), "git add -A", "collecting the agent's diff", timeout=-14.8)
+
+    class Broken(Hung):
+        def exec(self, cmd, **kw):
+            raise SandboxError("connection reset")  # transport, watchdog not fired: infra
+
+    with pytest.raises(SandboxError):
+        exec_watched(Broken(), "true", "x", timeout=30)
