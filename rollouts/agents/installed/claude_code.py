@@ -11,7 +11,8 @@ because ``IS_SANDBOX=1``: our sandbox has no network but the gateway). ``ANTHROP
 points at the run's gateway and ``ANTHROPIC_API_KEY`` is the per-run gateway token (sent as
 ``x-api-key``); the small/fast model is the same model, so every call is metered alike.
 Auto-updates, telemetry, error reporting and other non-essential traffic are off. The
-stream-json events are kept as ``agent/claude.jsonl``. Flags from ``claude --help`` of 2.1.332.
+stream-json events are kept as ``agent/claude.jsonl``, its transcripts as
+``agent/claude-projects/``. Flags from ``claude --help`` of 2.1.332.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class ClaudeCodeAgent(SandboxCliAgent):
     name = "claude-code"
     Options = ClaudeCodeOptions
     session_log_name = "claude.jsonl"
+    session_dirs = ((f"{STATE_DIR}/claude/projects", "claude-projects"),)  # Claude Code's own transcripts
 
     def packages(self, version: str) -> list[Package]:
         return [Package("claude-agent-sdk", version, (("claude_agent_sdk/_bundled/", "claude/"),))]
