@@ -36,6 +36,8 @@ class ClaudeCodeOptions(CliOptions):
     max_turns: int | None = Field(None, ge=1, description="`--max-turns` (unset: Claude Code's default).")
     system_prompt: str | None = Field(None, description="`--system-prompt`: replaces the default one (small models).")
     tools: list[str] | None = Field(None, description="`--tools`: the built-in tools offered (unset: the default set).")
+    max_output_tokens: int | None = Field(
+        None, ge=1, description="`CLAUDE_CODE_MAX_OUTPUT_TOKENS`: max_tokens of each request (unset: Claude Code's).")
 
 
 class ClaudeCodeAgent(SandboxCliAgent):
@@ -72,6 +74,8 @@ class ClaudeCodeAgent(SandboxCliAgent):
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "NO_COLOR": "1",
         }
+        if opts.max_output_tokens:
+            env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(opts.max_output_tokens)
         return Launch(argv, instruction, env)
 
     def final_message(self, session_log: str) -> str:
