@@ -1,6 +1,6 @@
 """Scale of the harness on the Modal backend: N runs at ``parallel = P`` through the real Runner.
 
-Usage: ``.venv/bin/python bench/bench_modal_scale.py [--runs 500] [--parallel 200]
+Usage: ``.venv/bin/python bench/bench_modal_scale.py [--runs 5000] [--parallel 1000]
 [--create 1.0] [--rtt 0.1] [--coalesce-manifest SEC]``
 
 Runs the shipped task ``shell_hello_file`` with the ``oracle`` agent (agent sandbox + a fresh
@@ -8,7 +8,9 @@ grading sandbox per run) on the in-process fake of the Modal SDK from
 ``tests/test_modal_adapter.py``, with Modal-like latencies (``--create`` seconds per
 ``Sandbox.create``, ``--rtt`` seconds per exec / file call / terminate). Nothing leaves the machine.
 Prints wall time, run statuses, and the harness's peak OS threads, RSS and open file descriptors
-(psutil, sampled every 50 ms), and the peak number of sandboxes alive at once.
+(psutil, sampled every 50 ms), and the peak number of sandboxes alive at once. Modal runs are
+cooperative (greenlets on one loop thread, ``rollouts/sandbox/aioloop.py``): the target is
+<= 64 threads and <= 300 MiB at parallel 1000 over 5,000 runs.
 
 ``--coalesce-manifest SEC`` simulates a change recommended for the runner/store (not shipped):
 the manifest and the live status file rewritten at most every SEC seconds (and at the end)
@@ -51,8 +53,8 @@ def coalesce_manifest_writes(period: float) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=500)
-    ap.add_argument("--parallel", type=int, default=200)
+    ap.add_argument("--runs", type=int, default=5000)
+    ap.add_argument("--parallel", type=int, default=1000)
     ap.add_argument("--create", type=float, default=1.0, help="seconds per Sandbox.create")
     ap.add_argument("--rtt", type=float, default=0.1, help="seconds per exec / file call / terminate")
     ap.add_argument("--coalesce-manifest", type=float, default=None, metavar="SEC")

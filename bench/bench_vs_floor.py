@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -47,17 +48,34 @@ def ours(tmp: Path, runs: int, task: Path = TASK, parallel: int = 1, extra_toml:
     shutil.rmtree(data, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("SANDBOX_BACKEND", None)
-    t0 = time.monotonic()
+    t0, ru0 = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run([*CLI, "--data-dir", str(data), "run", str(cfg), "--json"], capture_output=True,
                        text=True, env=env, cwd=tmp)  # fmt: skip
-    wall = time.monotonic() - t0
+    wall, ru1 = time.monotonic() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if r.returncode != 0:
         raise RuntimeError(f"run failed ({r.returncode}): {r.stderr[-2000:]}")
     manifest = json.loads(next((data / "rollouts" / "floorbench").glob("*/manifest.json")).read_text())
     timings = [x["timings"] for x in manifest["results"]]
     if any(x["reward"] != 1.0 for x in manifest["results"]):
         raise RuntimeError("an oracle run of ours did not score 1.0")
-    return {"wall": wall, "timings": timings, "fixed": wall - sum(t["total"] for t in timings)}
+    return {"wall": wall, "cpu": cpu, "timings": timings, "fixed": wall - sum(t["total"] for t in timings)}
+
+
+def fixed_cost(tmp: Path, n: int) -> None:
+    """Our fixed cost per command as the intercept of cost against runs: ``run`` with 1 and with 3
+    rollouts, alternating, ``n`` times each; fixed = (3·c(1) − c(3)) / 2, for wall seconds and for
+    the harness's CPU seconds (user + sys of the command and its children; the Docker daemon's
+    work is not in it), which a loaded machine distorts far less than wall time."""
+    one, three = [], []
+    for i in range(n):
+        for k in ((1, 3) if i % 2 == 0 else (3, 1)):
+            (one if k == 1 else three).append(ours(tmp, k))
+    for what in ("wall", "cpu"):
+        f = [(3 * a[what] - b[what]) / 2 for a, b in zip(one, three, strict=True)]
+        print(f"fixed cost per command ({what}): min {min(f):.3f}  median {med(f):.3f}  max {max(f):.3f} s   "
+              f"(run with 1 rollout: median {med([a[what] for a in one]):.2f} s, with 3: "
+              f"{med([b[what] for b in three]):.2f} s)")  # fmt: skip
 
 
 def floor(client, image: str, runs: int) -> dict:
@@ -111,7 +129,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=5, help="alternations (each side runs once per alternation)")
     ap.add_argument("--runs", type=int, default=5, help="oracle runs per command")
     ap.add_argument("--harbor", action="store_true", help="also Harbor (needs `harbor` on PATH)")
+    ap.add_argument("--fixed", action="store_true", help="only our fixed cost per command (1 vs 3 runs)")
     a = ap.parse_args()
+    if a.fixed:
+        with tempfile.TemporaryDirectory(prefix="bench-fixed-") as tmp:
+            ours(Path(tmp), 1)  # warm
+            fixed_cost(Path(tmp), a.n)
+        return
     from rollouts.images import ensure_base_image
     from rollouts.sandbox.docker import docker_client
 

@@ -73,10 +73,12 @@ class _RunLog:
 def _track(env: RunEnv, key: str, sb) -> None:
     """Register a live sandbox for cancellation (``key``: run id, or run id + ":verifier")."""
     with env.active_lock:
-        if env.cancel.is_set():
-            sb.stop()
-            raise Cancelled()
-        env.active[key] = sb
+        cancelled = env.cancel.is_set()
+        if not cancelled:
+            env.active[key] = sb
+    if cancelled:  # stopped outside the lock: a cooperative run may be suspended in stop()
+        sb.stop()
+        raise Cancelled()
 
 
 def _untrack(env: RunEnv, run_id: str) -> None:
@@ -246,13 +248,14 @@ _PREWARM_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="prewarm")
 
 
 def _prewarmed(fut: Future | None):
-    """The pre-started grading sandbox, or None if there is none or it failed to start (then
-    ``grade_fresh`` starts one itself, so a flaky pre-start costs nothing but time)."""
+    """The pre-started grading sandbox, or None if there is none or it failed to start with a
+    typed error (then ``grade_fresh`` starts one itself and meets that error again if it is not
+    a flake, so a flaky pre-start costs nothing but time). Anything untyped is a harness bug."""
     if fut is None:
         return None
     try:
         return fut.result()
-    except Exception:
+    except (RolloutsError, Cancelled):
         return None
 
 

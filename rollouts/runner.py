@@ -179,10 +179,11 @@ class Runner:
                 self._server.start()
                 self.on_event("log", None, f"local model server ready at {self._server.base_url}")
             limits = {e.backend: self.backend(e.backend).live_sandbox_limit for e in self.config.entries}
+            coop = {e.backend: self.backend(e.backend).cooperative for e in self.config.entries}
             run_all([r for r in m.results if r.status not in FINAL_STATUSES],
                     lambda r: self._run_one(r, entries[r.entry_index]), parallel=self.config.parallel,
                     backend_of=lambda r: entries[r.entry_index].backend, limits=limits,
-                    cancel=self.cancel_event, cancel_grace_sec=cancel_grace_sec)
+                    cancel=self.cancel_event, cancel_grace_sec=cancel_grace_sec, cooperative=coop)
         finally:
             self.writer.finalize()
             self._kill_all()

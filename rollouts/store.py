@@ -46,7 +46,9 @@ def now_iso() -> str:
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same dir, fsync, rename."""
+    """Write ``data`` to ``path`` atomically: temp file in the same dir, fsync, rename. Never
+    suspends a cooperative run (``rollouts.sandbox.aioloop``): callers write under threading
+    locks (the manifest writer), which a suspended greenlet must not hold."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(data, str):

@@ -22,6 +22,7 @@ Latencies (seconds per call) are ``asyncio.sleep`` on the caller's loop: no thre
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import io
 import itertools
@@ -45,12 +46,17 @@ from rollouts.sandbox import aioloop
 from rollouts.sandbox.modal import GET_DIR_SCRIPT, PUT_DIR_SCRIPT
 
 
+@functools.cache
+def _signature(real) -> tuple[inspect.Signature, bool]:
+    sig = inspect.signature(real)
+    params = list(sig.parameters)
+    return sig, bool(params) and params[0] in ("self", "cls")
+
+
 def accepts(real, *args, **kwargs) -> None:
     """Bind a call to the real SDK method's signature: TypeError if the SDK would not take it."""
-    params = list(inspect.signature(real).parameters)
-    if params and params[0] in ("self", "cls"):
-        args = (None, *args)
-    inspect.signature(real).bind(*args, **kwargs)
+    sig, bound = _signature(real)
+    sig.bind(*((None, *args) if bound else args), **kwargs)
 
 
 class dual:

@@ -330,3 +330,26 @@ def test_gateway_usage_reaches_summaries_and_the_report(endpoint):
     assert row["cost_usd"] == pytest.approx((40 * 2.5 + 12 * 10) / 1e6)
     html = render_html(s, m)
     assert "40/12" in html and "limit" in html
+
+
+@pytest.mark.parametrize("protocol", ["responses", "messages"])
+def test_agent_cannot_redirect_the_real_key(endpoint, protocol):
+    """litellm reads keyword arguments such as base_url/api_base/custom_llm_provider from the
+    same dict as the request: fields outside the protocol's API never reach it."""
+    with ScriptedEndpoint(SCRIPT) as evil, _gateway(endpoint) as gw:
+        g = gw.register_run("run-evil")
+        hijack = {"api_base": evil.openai_base_url, "base_url": evil.openai_base_url,
+                  "custom_llm_provider": "openai", "extra_headers": {"x-leak": "1"}, "api_key": "sk-mine",
+                  "mock_response": "pwned"}
+        if protocol == "responses":
+            r = httpx.post(g.openai_base_url + "/responses", headers={"Authorization": f"Bearer {g.token}"},
+                           json={"model": "m", "input": "hi", **hijack}, timeout=60)
+        else:
+            r = httpx.post(g.anthropic_base_url + "/v1/messages", headers={"x-api-key": g.token}, timeout=60,
+                           json={"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+                                 **hijack})
+        assert r.status_code == 200, r.text
+        assert evil.requests == [] and len(endpoint.requests) == 1 and "pwned" not in r.text
+        assert "x-leak" not in endpoint.requests[0].headers
+        _upstream_saw_only_real_key(endpoint, g)
+        assert gw.exchanges("run-evil")[0].dropped_fields == sorted(hijack)

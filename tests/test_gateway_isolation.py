@@ -158,8 +158,10 @@ def test_only_the_gateway_is_reachable(rig, docker_client, planted_key):
             "gateway_port_other_ip": [_bridge_ip(docker_client), rig["gw"].port],
             "upstream_endpoint_port": [net.gateway_ip, int(rig["ep"].url.rsplit(":", 1)[1])],
         }
-        assert other.exec("python3 -c \"import urllib.request;urllib.request.urlopen('http://127.0.0.1:8080')\"",
-                          timeout=10).ok, "the other sandbox's listener works"
+        wait_up = ("import time, urllib.request\nfor _ in range(100):\n    try:\n"
+                   "        urllib.request.urlopen('http://127.0.0.1:8080'); break\n"
+                   "    except OSError:\n        time.sleep(0.1)\nelse:\n    raise SystemExit(1)\n")
+        assert other.exec(["python3", "-c", wait_up], timeout=30).ok, "the other sandbox's listener works"
         r = sb.exec(["python3", "-c", PROBE, json.dumps(targets)], timeout=60)
         assert r.exit_code == 0, r.output
         out = json.loads(r.stdout)

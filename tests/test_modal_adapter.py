@@ -315,6 +315,51 @@ def test_restart_processes_is_a_new_sandbox_on_the_same_filesystem(fake):
     assert fake.running() == []
 
 
+def test_a_thousand_cooperative_runs_share_one_thread(fake):
+    """Blocking sandbox code run as cooperative runs (aioloop.CooperativeExecutor): 1000 sandboxes
+    alive at once, each started, used and stopped by plain blocking calls, on the loop thread plus
+    the bounded offload pool; sleep() and blocking() suspend the run, not the loop."""
+    import concurrent.futures
+
+    from rollouts.sandbox import aioloop
+
+    fake.latency.update(create=0.2, exec=0.05, fs=0.05, terminate=0.05)
+    fake.record_calls = False
+    backend = make_backend(fake)
+    alive, peak = [0], [0]
+
+    def one(i: int) -> str:
+        sb = backend.create(spec())
+        sb.start()
+        alive[0] += 1
+        peak[0] = max(peak[0], alive[0])
+        sb.put_file(f"/w/{i}.txt", str(i).encode())
+        aioloop.sleep(0.2)  # e.g. a retry backoff: suspends this run only
+        out = aioloop.blocking(lambda: f"model reply {i}")  # e.g. an HTTP call: the offload pool
+        data = sb.get_file(f"/w/{i}.txt").decode()
+        sb.exec("true")
+        alive[0] -= 1
+        sb.stop()
+        return out + "|" + data
+
+    before = threading.active_count()
+    pool = aioloop.CooperativeExecutor()
+    t0 = time.monotonic()
+    futures = [pool.submit(one, i) for i in range(1000)]
+    results = [f.result(timeout=120) for f in futures]
+    wall = time.monotonic() - t0
+    assert results == [f"model reply {i}|{i}" for i in range(1000)]
+    assert peak[0] > 500  # runs overlap: many sandboxes alive at once
+    assert threading.active_count() - before <= aioloop._OFFLOAD_THREADS + 2
+    assert wall < 60 and fake.running() == []
+    assert not aioloop.cooperative()
+    fut = pool.submit(lambda: (_ for _ in ()).throw(KeyError("boom")))
+    with pytest.raises(KeyError):
+        fut.result(timeout=10)  # an exception of the run's code reaches its future
+    pool.shutdown()
+    assert isinstance(pool, concurrent.futures.Executor)
+
+
 # ----------------------------------------------------------------------------------- files
 def test_put_get_file_round_trip(started):
     data = bytes(range(256)) * 100
@@ -744,7 +789,7 @@ def test_scale_500_runs_at_parallel_200(tmp_path):
     print("\nmodal scale:", {k: v for k, v in out.items() if k != "manifest"})
     assert out["statuses"] == {"completed": 500} and out["rewards"] == [1.0]
     assert out["sandboxes_created"] == 1000 and out["left_running"] == 0 and out["image_builds"] == 1
-    assert out["peak_threads"] <= 200 + 20  # one worker thread per concurrent run, nothing per sandbox
+    assert out["peak_threads"] <= 64  # cooperative runs: no thread per run in flight, nothing per sandbox
     # file handles are transient (in-flight transfers, log appends): bounded by the runs in
     # progress (200), not by the 500 runs of the rollout
     assert out["peak_fds"] - out["start_fds"] < 200

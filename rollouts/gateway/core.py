@@ -19,6 +19,7 @@ from starlette.routing import Route
 from rollouts.errors import ConfigError
 from rollouts.gateway import proxy
 from rollouts.gateway.models import Exchange, ExchangeUsage, Protocol, RunGrant, RunLimits, UpstreamSpec
+from rollouts.gateway.passthrough import applies as passthrough_ok
 from rollouts.gateway.serve import ThreadedServer
 from rollouts.llm.client import scrub_all
 from rollouts.llm.pricing import cost_usd, lookup_price
@@ -286,6 +287,8 @@ class Gateway:
         stream = bool(body.get("stream"))
         ex = Exchange(seq=seq, run_id=run.run_id, protocol=protocol, stream=stream, started_at=started,
                       upstream_model=self.upstream.model, request=body)
+        if not passthrough_ok(self.upstream, protocol):  # litellm reads its own kwargs from the body
+            ex.dropped_fields = proxy.api_fields(protocol, body)[1]
         estimate = estimate_prompt_tokens(body)
         why = self._admit(run, estimate)
         if why is not None:

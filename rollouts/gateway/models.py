@@ -123,7 +123,8 @@ class Exchange(BaseModel):
     ``request``: the JSON body as the agent sent it. ``response``: the JSON body the agent got (for
     a stream: the assembled final message/response), None if it failed. ``status_code``: HTTP
     status returned to the agent. ``refused``: why the gateway answered itself (``"limit"``), else
-    None. ``latency_sec``: from request received to last byte sent; ``ttft_sec``: to the first
+    None. ``dropped_fields``: request fields outside the protocol's public API, not forwarded
+    (translated requests only). ``latency_sec``: from request received to last byte sent; ``ttft_sec``: to the first
     streamed event (streams only). Times ISO-8601 UTC.
     """
 
@@ -137,6 +138,7 @@ class Exchange(BaseModel):
     ttft_sec: float | None = None
     status_code: int = 200
     refused: str | None = None
+    dropped_fields: list[str] = Field(default_factory=list)
     error: str | None = None
     upstream_model: str
     request: dict[str, Any] = Field(default_factory=dict)

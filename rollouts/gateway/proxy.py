@@ -85,8 +85,36 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
+#: The request fields of each protocol's public API that reach litellm. Anything else in an agent's
+#: body is dropped: litellm reads its own keyword arguments from the same dict (``base_url``,
+#: ``api_base``, ``custom_llm_provider``, ``extra_headers`` …), and an agent must not be able to
+#: point the real key at another host.
+API_FIELDS: dict[str, frozenset[str]] = {
+    "chat": frozenset({
+        "messages", "tools", "tool_choice", "parallel_tool_calls", "temperature", "top_p", "n", "stop",
+        "max_tokens", "max_completion_tokens", "presence_penalty", "frequency_penalty", "logit_bias",
+        "logprobs", "top_logprobs", "user", "seed", "response_format", "reasoning_effort", "service_tier",
+        "prediction", "modalities", "audio", "store", "functions", "function_call", "verbosity", "metadata",
+        "web_search_options", "prompt_cache_key", "safety_identifier"}),
+    "responses": frozenset({
+        "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "temperature", "top_p",
+        "max_output_tokens", "max_tool_calls", "reasoning", "text", "previous_response_id", "store", "include",
+        "metadata", "truncation", "user", "prompt_cache_key", "service_tier", "safety_identifier",
+        "top_logprobs", "background", "conversation", "prompt"}),
+    "messages": frozenset({
+        "messages", "system", "max_tokens", "tools", "tool_choice", "temperature", "top_p", "top_k",
+        "stop_sequences", "metadata", "thinking", "service_tier", "context_management", "container"}),
+}
+
+
+def api_fields(protocol: Protocol, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """(the body's fields of ``protocol``'s public API, the names of the other fields dropped)."""
+    allowed = API_FIELDS[protocol] | {"model", "stream", "stream_options"}
+    return ({k: v for k, v in body.items() if k in allowed}, sorted(k for k in body if k not in allowed))
+
+
 def _kwargs(up: UpstreamSpec, protocol: Protocol, body: dict[str, Any], stream: bool) -> dict[str, Any]:
-    kw = {k: v for k, v in body.items() if k not in ("model", "stream", "stream_options")}
+    kw = {k: v for k, v in api_fields(protocol, body)[0].items() if k not in ("model", "stream", "stream_options")}
     kw.update(model=up.litellm_model, api_base=up.base_url, api_key=up.api_key or "none", stream=stream)
     if protocol == "chat" and stream:
         kw["stream_options"] = {"include_usage": True}

@@ -85,8 +85,11 @@ def _git_apply(args: list[str], diff: bytes) -> bytes:
             "LC_ALL": "C",
         }
         try:
-            p = subprocess.run(
-                ["git", "apply", *args, "-"], input=diff, cwd=tmp, env=env, capture_output=True, timeout=300
+            from rollouts.sandbox import aioloop  # a cooperative run waits for git off the loop thread
+
+            p = aioloop.blocking(
+                subprocess.run, ["git", "apply", *args, "-"], input=diff, cwd=tmp, env=env, capture_output=True,
+                timeout=300,
             )
         except FileNotFoundError:
             raise EnvironmentNotReady("git is not installed on this machine (needed to check diffs)") from None

@@ -12,6 +12,7 @@ from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponen
 
 from rollouts.errors import Cancelled
 from rollouts.run.outcome import RunOutcome
+from rollouts.sandbox import aioloop
 
 DEFAULT_WAIT = wait_exponential(multiplier=1, exp_base=2, min=2, max=30)
 
@@ -20,7 +21,7 @@ def interruptible_sleep(cancel: threading.Event) -> Callable[[float], None]:
     """A ``sleep(seconds)`` for tenacity that returns early — raising Cancelled — when ``cancel`` is set."""
 
     def sleep(seconds: float) -> None:
-        if cancel.wait(seconds):
+        if aioloop.wait_event(cancel, seconds):  # a cooperative run is suspended, not its thread
             raise Cancelled()
 
     return sleep

@@ -43,7 +43,10 @@ def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     """Run ``coro`` on the background loop and return its result (its exception is raised here).
 
     ``timeout`` seconds (None: no limit) bounds the wait: TimeoutError then, and the coroutine is
-    cancelled. RuntimeError if called from the loop thread itself (it would deadlock)."""
+    cancelled. In a cooperative run (below) the run is suspended instead of a thread blocked.
+    RuntimeError if called from the loop thread outside a cooperative run (it would deadlock)."""
+    if cooperative():
+        return _await(coro if timeout is None else asyncio.wait_for(coro, timeout))
     if on_loop_thread():
         coro.close()
         raise RuntimeError("aioloop.run() called on the loop thread; await the coroutine instead")
@@ -65,3 +68,128 @@ def call_later(delay: float, fn: Callable[[], Any]) -> concurrent.futures.Future
         await asyncio.get_running_loop().run_in_executor(None, fn)
 
     return asyncio.run_coroutine_threadsafe(later(), loop())
+
+
+# ----------------------------------------------------------------------------- cooperative runs
+# A run's pipeline (lifecycle, agents, grading) is plain blocking code. To keep a thousand runs in
+# flight without a thousand threads, a run can execute as a greenlet on the loop thread: each
+# blocking call it makes through :func:`run` (every Modal sandbox call), :func:`sleep` or
+# :func:`blocking` suspends that greenlet until the coroutine is done, and the loop serves the
+# other runs meanwhile. This is SQLAlchemy's asyncio bridge (``greenlet_spawn``/``await_only``).
+# Rule for code that may run cooperatively: never hold a threading lock across such a call.
+try:
+    import greenlet as _greenlet
+except ImportError:  # pragma: no cover - greenlet comes with the modal extra
+    _greenlet = None
+
+_OFFLOAD_THREADS = 16
+_offload: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+if _greenlet is not None:
+
+    class _RunGreenlet(_greenlet.greenlet):
+        """The synchronous body of one cooperative run; ``driver`` awaits what it hands over."""
+
+        def __init__(self, fn: Callable[..., Any], driver: Any):
+            super().__init__(fn, driver)
+            self.driver = driver
+
+
+def greenlets_available() -> bool:
+    """Whether cooperative runs are possible here (the greenlet package is installed)."""
+    return _greenlet is not None
+
+
+def cooperative() -> bool:
+    """Whether the caller is a cooperative run (a greenlet on the loop thread)."""
+    return _greenlet is not None and isinstance(_greenlet.getcurrent(), _RunGreenlet)
+
+
+async def run_cooperatively(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` as a cooperative run (module comment above); its result or exception.
+    RuntimeError without greenlet installed."""
+    if _greenlet is None:
+        raise RuntimeError("cooperative runs need the greenlet package (pip install -e '.[modal]')")
+    g = _RunGreenlet(fn, _greenlet.getcurrent())
+    step = g.switch(*args, **kwargs)
+    while not g.dead:
+        try:
+            value = await step
+        except BaseException as e:  # noqa: BLE001 - handed to the run's code, which decides
+            step = g.throw(e)
+        else:
+            step = g.switch(value)
+    return step
+
+
+def _await(coro: Any) -> Any:
+    return _greenlet.getcurrent().driver.switch(coro)
+
+
+def sleep(seconds: float) -> None:
+    """``time.sleep`` that, in a cooperative run, suspends the run instead of the loop thread."""
+    if cooperative():
+        _await(asyncio.sleep(seconds))
+    else:
+        import time
+
+        time.sleep(seconds)
+
+
+def wait_event(event: threading.Event, timeout: float | None = None) -> bool:
+    """``event.wait(timeout)`` that, in a cooperative run, polls every 0.1 s while suspending the
+    run (an Event cannot wake a greenlet); returns whether the event is set."""
+    if not cooperative():
+        return event.wait(timeout)
+    import time
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not event.is_set():
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return False
+        _await(asyncio.sleep(0.1 if left is None else min(0.1, left)))
+    return True
+
+
+def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` for a call that blocks on I/O other than the sandbox's (an HTTP
+    request to a model): in a cooperative run it goes to a bounded pool of ``_OFFLOAD_THREADS``
+    threads and the run waits without holding the loop; elsewhere it is simply called."""
+    global _offload
+    if not cooperative():
+        return fn(*args, **kwargs)
+    with _lock:
+        if _offload is None:
+            _offload = concurrent.futures.ThreadPoolExecutor(_OFFLOAD_THREADS, thread_name_prefix="offload")
+    return _await(asyncio.get_running_loop().run_in_executor(_offload, lambda: fn(*args, **kwargs)))
+
+
+class CooperativeExecutor(concurrent.futures.Executor):
+    """An Executor whose ``submit(fn, ...)`` starts ``fn`` as a cooperative run on the background
+    loop: any number of runs in flight on one thread (plus the bounded offload pool)."""
+
+    def __init__(self) -> None:
+        self._futures: set[concurrent.futures.Future] = set()
+        self._guard = threading.Lock()
+
+    def submit(self, fn, /, *args, **kwargs) -> concurrent.futures.Future:
+        fut = asyncio.run_coroutine_threadsafe(run_cooperatively(fn, *args, **kwargs), loop())
+        with self._guard:
+            self._futures.add(fut)
+        fut.add_done_callback(lambda f: self._discard(f))
+        return fut
+
+    def _discard(self, fut: concurrent.futures.Future) -> None:
+        with self._guard:
+            self._futures.discard(fut)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._guard:
+            futures = list(self._futures)
+        if cancel_futures:
+            for f in futures:
+                f.cancel()
+        if wait:
+            concurrent.futures.wait(futures)

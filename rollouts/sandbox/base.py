@@ -206,6 +206,9 @@ class SandboxBackend(ABC):
     # Sandboxes this backend can keep alive at once (Modal: the workspace quota; Docker: what one
     # host runs well). The scheduler never exceeds it, whatever ``parallel`` says. None: no limit.
     live_sandbox_limit: int | None = None
+    # Its sandbox calls go through rollouts.sandbox.aioloop (Modal), so the scheduler runs its runs
+    # cooperatively: any number in flight on one thread (no thread per waiting or sleeping run).
+    cooperative: bool = False
 
     @abstractmethod
     def preflight(self) -> None:

@@ -98,6 +98,7 @@ class ModalBackend(SandboxBackend):
     (create/terminate/list/files/builds); ``capacity_wait_sec`` bounds one create in total."""
 
     name = "modal"
+    cooperative = aioloop.greenlets_available()
 
     def __init__(self, sdk: Any = None, *, app_name: str = APP_NAME, base_dockerfile: Path | None = None,
                  retries: int = 5, retry_initial: float = 1.0, retry_max: float = 20.0,
@@ -113,7 +114,7 @@ class ModalBackend(SandboxBackend):
         self._app_lock: asyncio.Lock | None = None
         self._images: dict[str, tuple[str, Any]] = {}  # recipe/content digest -> (image id, Image)
         self._by_ref: dict[str, Any] = {}  # image id -> Image
-        self._build_locks: dict[str, threading.Lock] = {}
+        self._build_locks: dict[str, asyncio.Lock] = {}  # used on the loop only
         self._secrets: dict[tuple, Any] = {}
 
     @property
@@ -271,18 +272,22 @@ class ModalBackend(SandboxBackend):
         check_task_dockerfile(task)
 
     def _built(self, key: str, make, log) -> str:
-        with self._lock:
-            if key in self._images:
-                return self._images[key][0]
-            lock = self._build_locks.setdefault(key, threading.Lock())
-        with lock:  # one build per key, however many runs ask at once
+        return aioloop.run(self._abuilt(key, make, log))
+
+    async def _abuilt(self, key: str, make, log) -> str:
+        """One build per key, however many runs ask at once (an asyncio lock: cooperative runs
+        must not block the loop thread on a threading lock)."""
+        if key in self._images:
+            return self._images[key][0]
+        lock = self._build_locks.setdefault(key, asyncio.Lock())
+        async with lock:
             if key not in self._images:
                 (log or (lambda _line: None))(f"building Modal image {key} (minutes the first time)")
 
                 async def build():
                     return await make().build.aio(await self.aapp())
 
-                image = aioloop.run(self.acall(f"image {key}", build))
+                image = await self.acall(f"image {key}", build)
                 with self._lock:
                     self._images[key] = (image.object_id, image)
                     self._by_ref[image.object_id] = image
