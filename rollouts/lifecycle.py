@@ -248,13 +248,14 @@ _PREWARM_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="prewarm")
 
 
 def _prewarmed(fut: Future | None):
-    """The pre-started grading sandbox, or None if there is none or it failed to start (then
-    ``grade_fresh`` starts one itself, so a flaky pre-start costs nothing but time)."""
+    """The pre-started grading sandbox, or None if there is none or it failed to start with a
+    typed error (then ``grade_fresh`` starts one itself and meets that error again if it is not
+    a flake, so a flaky pre-start costs nothing but time). Anything untyped is a harness bug."""
     if fut is None:
         return None
     try:
         return fut.result()
-    except Exception:
+    except (RolloutsError, Cancelled):
         return None
 
 

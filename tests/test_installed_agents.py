@@ -241,6 +241,8 @@ def test_agent_solves_hello_file_through_gateway(name, upstream_kind, protocol, 
     assert (tmp_path / "agent" / get_agent(name).session_log_name).stat().st_size > 0
     if name != "mini-swe-agent":
         assert FINAL in res.notes
+        own = tmp_path / "agent" / get_agent(name).session_dirs[0][1]  # the CLI's own session files
+        assert any(f.suffix == ".jsonl" for f in own.rglob("*")), list(own.rglob("*"))
 
 
 @pytest.mark.parametrize("name", ["codex", "claude-code", "mini-swe-agent"])

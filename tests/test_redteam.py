@@ -140,6 +140,7 @@ def test_honest_baselines(rollout, task, agent, mode):
     assert rec["integrity"] == ("isolated" if mode == "fresh" else "trusted-toolchain")
 
 
+@pytest.mark.skipif(bool(os.environ.get("REDTEAM_ONLY")), reason="REDTEAM_ONLY selects a subset")
 def test_every_class_is_attacked_in_both_modes():
     classes = {header(a)["class"].split(" (")[0] for a in ATTACKS}
     assert len(classes) >= 7, classes
@@ -224,7 +225,8 @@ def test_verify_toolchain():
     verify_toolchain(_ChangedSandbox(ok))
     for bad in (["/usr", "/usr/local/bin", "/usr/local/bin/timeout"], ["/etc", "/etc/ld.so.preload"],
                 ["/etc/passwd"], ["/usr/lib/python3/dist-packages/_pytest/runner.py"], ["/usr/bin"],
-                ["/etc/python3.11", "/etc/python3.11/sitecustomize.py"], ["/lib64"]):
+                ["/etc/python3.11", "/etc/python3.11/sitecustomize.py"], ["/lib64"], ["/opt/venv/bin/python"],
+                ["/etc/nginx/nginx.conf"], ["/newdir"], ["/root/.local/lib/x.pth"]):
         with pytest.raises(GradingIntegrityError, match=bad[-1]):
             verify_toolchain(_ChangedSandbox(ok + bad))
     with pytest.raises(GradingIntegrityError, match="cannot list"):
@@ -243,3 +245,34 @@ def test_task_labels():
     assert label(mode="shared", stop="agent") == "agent-controlled"
     assert label(mode="shared", toolchain="agent") == "agent-controlled"
     assert label(mode="fresh", toolchain="agent") == "agent-controlled"
+
+
+def test_a_hung_collection_is_a_counted_failure_not_infra():
+    """A replaced ``timeout``/``git`` that never returns: the watchdog outside the sandbox stops it
+    and the run fails closed (GradingIntegrityError), instead of waiting for the lifetime backstop
+    and ending as infra."""
+    import threading
+
+    from rollouts.errors import GradingIntegrityError, SandboxError
+    from rollouts.grading.stop import exec_watched
+
+    class Hung:
+        def __init__(self):
+            self.stopped = threading.Event()
+
+        def exec(self, cmd, **kw):
+            assert self.stopped.wait(30), "the watchdog never fired"
+            raise SandboxError("sandbox was removed")
+
+        def stop(self):
+            self.stopped.set()
+
+    with pytest.raises(GradingIntegrityError, match="collecting"):
+        exec_watched(Hung(), "git add -A", "collecting the agent's diff", timeout=-14.8)
+
+    class Broken(Hung):
+        def exec(self, cmd, **kw):
+            raise SandboxError("connection reset")  # transport, watchdog not fired: infra
+
+    with pytest.raises(SandboxError):
+        exec_watched(Broken(), "true", "x", timeout=30)

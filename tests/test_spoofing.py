@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from rollouts.errors import SandboxFileNotFound
+from rollouts.errors import OutputLimitExceeded, SandboxFileNotFound
 from rollouts.grading.verifier import (
     RewardFileError,
     RewardMissingError,
@@ -509,14 +509,13 @@ class FakeSandbox:
         pass
 
     def get_dir(self, src, dest, max_bytes=256 * 1024 * 1024):
+        """The sandbox contract (rollouts/sandbox/base.py): typed errors, as both backends raise."""
         prefix = src.rstrip("/") + "/"
         found = {p[len(prefix):]: d for p, d in self.files.items() if p.startswith(prefix)}
         if not found:
             raise SandboxFileNotFound(src)
         if sum(len(d) for d in found.values()) > max_bytes:
-            from rollouts.errors import SandboxError
-
-            raise SandboxError(f"{src} is larger than the {max_bytes}-byte cap")
+            raise OutputLimitExceeded(src, max_bytes, sum(len(d) for d in found.values()))
         for name, data in found.items():
             (Path(dest) / name).parent.mkdir(parents=True, exist_ok=True)
             (Path(dest) / name).write_bytes(data)
@@ -526,9 +525,7 @@ class FakeSandbox:
             raise SandboxFileNotFound(path)
         data = self.files[path]
         if len(data) > max_bytes:
-            from rollouts.errors import SandboxError
-
-            raise SandboxError(f"{path} is larger than the {max_bytes}-byte cap")
+            raise OutputLimitExceeded(path, max_bytes, len(data))
         return data
 
 

@@ -119,7 +119,7 @@ def grade_shared(
     try:
         log = stop_agent(sb, task.meta.tests.stop)
         if label == "trusted-toolchain":
-            verify_toolchain(sb)
+            verify_toolchain(sb, task.meta.environment.workdir)
             log += "toolchain: unchanged from the clean image (trusted-toolchain)\n"
     except AgentError as e:
         return write_results(

@@ -49,6 +49,12 @@ TOOLCHAIN_STARTS = ("/etc/python", "/etc/ld.so", "/etc/profile", "/usr", "/lib")
 
 # Put there by the engine, not the agent (Docker bind-mounts its init at this path).
 ENGINE_PATHS = frozenset({"/usr/sbin/docker-init"})
+# Fail closed: outside these places where a task's state lives (and the task's workdir) ANY
+# change counts as a change of the toolchain (``/opt/venv``, ``/etc/…``, a new top-level dir):
+# the verifier might run it. Inside them, TOOLCHAIN_PATHS still wins (``/root/.local``).
+STATE_PATHS = ("/tmp", "/var/tmp", "/var/log", "/var/cache", "/run", "/home", "/root", "/srv", "/mnt",
+               "/media", "/dev/shm",
+               "/logs", "/tests", "/solution")  # replaced wholesale by grading preparation
 
 
 def task_label(meta, mode: str | None = None) -> Label:
@@ -70,10 +76,11 @@ def _under(path: str, prefixes: tuple[str, ...]) -> bool:
     return any(path == p or path.startswith(p + "/") for p in prefixes)
 
 
-def verify_toolchain(sandbox: Sandbox) -> None:
-    """GradingIntegrityError unless nothing under :data:`TOOLCHAIN_PATHS` differs from the
-    sandbox's image, as the engine (outside the sandbox) lists it; also if the backend cannot
-    list changes. Call only after every agent process is dead (:func:`stop.stop_agent`).
+def verify_toolchain(sandbox: Sandbox, workdir: str = "/workspace") -> None:
+    """GradingIntegrityError unless every path that differs from the sandbox's image, as the
+    engine (outside the sandbox) lists it, is task state — under ``workdir`` or
+    :data:`STATE_PATHS` and not under :data:`TOOLCHAIN_PATHS`; also if the backend cannot list
+    changes. Call only after every agent process is dead (:func:`stop.stop_agent`).
     Directory entries themselves (``/usr`` "changed" because a child changed) are not counted:
     only leaf changes below them are. SandboxError (infra) if the transport fails."""
     try:
@@ -85,9 +92,11 @@ def verify_toolchain(sandbox: Sandbox) -> None:
             'tests.toolchain = "agent" to grade with the agent\'s toolchain (label agent-controlled)'
         ) from None
     dirs = {p[:i] for p in changed for i in range(1, len(p)) if p[i] == "/"}
+    state = (workdir.rstrip("/") or "/", *STATE_PATHS)
     bad = sorted(
         p for p in changed
-        if p not in dirs and p not in ENGINE_PATHS and (_under(p, TOOLCHAIN_PATHS) or p.startswith(TOOLCHAIN_STARTS))
+        if p not in dirs and p not in ENGINE_PATHS
+        and (_under(p, TOOLCHAIN_PATHS) or p.startswith(TOOLCHAIN_STARTS) or not _under(p, state))
     )
     if bad:
         raise GradingIntegrityError(

@@ -25,9 +25,13 @@ def git_revision(path: Path | None = None) -> str | None:
     try:
         repo = git.Repo(path or Path.cwd(), search_parent_directories=True)
         sha = repo.head.commit.hexsha
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):  # ValueError: no commit yet
+    except (git.exc.GitError, ValueError):  # not a repo, no git binary; ValueError: no commit yet
         return None
-    return sha + ("-dirty" if repo.is_dirty(untracked_files=False) else "")
+    try:
+        dirty = repo.is_dirty(untracked_files=False)
+    except git.exc.GitError:
+        return sha
+    return sha + ("-dirty" if dirty else "")
 
 
 def revision_of(config: BenchmarkConfig) -> str | None:

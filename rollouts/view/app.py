@@ -119,6 +119,7 @@ def create_app(data_dir: str | Path, min_age_sec: float | None = None,
     for name in env.list_templates():  # compiled once, at start-up
         env.get_template(name)
     D.warm_up()
+    _highlight_diff("--- a/x\n+++ b/x\n")  # pygments' lexer and formatter load once, at start-up
     import threading
 
     threading.Thread(target=cat.warm, name="view-warm", daemon=True).start()

@@ -115,7 +115,11 @@ class InstalledAgent(Agent):
 
 
 class SandboxCliAgent(InstalledAgent):
-    """An installed agent whose CLI runs inside the sandbox from the mounted layer."""
+    """An installed agent whose CLI runs inside the sandbox from the mounted layer.
+    ``session_dirs``: folders the CLI writes its own session files to, copied after the run to
+    ``<run_dir>/agent/<name>/`` (``(sandbox path, name)`` pairs)."""
+
+    session_dirs: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     @abstractmethod
     def command(self, ctx: AgentContext, opts: Any, endpoint: Endpoint, instruction: str) -> Launch:
@@ -155,6 +159,9 @@ class SandboxCliAgent(InstalledAgent):
             data = ctx.sandbox.get_file(src) if _exists(ctx, src) else b""
             (out / name).write_bytes(data)
             logs[name] = data.decode("utf-8", errors="replace")
+        for src, name in self.session_dirs:
+            if ctx.sandbox.exec(["test", "-d", src], timeout=30).exit_code == 0:
+                ctx.sandbox.get_dir(src, out / name)
         session, stderr = logs[self.session_log_name], logs["stderr.log"]
         ctx.log(stderr[-4000:])
         final = self.final_message(session)

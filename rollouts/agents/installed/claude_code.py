@@ -11,7 +11,8 @@ because ``IS_SANDBOX=1``: our sandbox has no network but the gateway). ``ANTHROP
 points at the run's gateway and ``ANTHROPIC_API_KEY`` is the per-run gateway token (sent as
 ``x-api-key``); the small/fast model is the same model, so every call is metered alike.
 Auto-updates, telemetry, error reporting and other non-essential traffic are off. The
-stream-json events are kept as ``agent/claude.jsonl``. Flags from ``claude --help`` of 2.1.332.
+stream-json events are kept as ``agent/claude.jsonl``, its transcripts as
+``agent/claude-projects/``. Flags from ``claude --help`` of 2.1.332.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class ClaudeCodeOptions(CliOptions):
     max_turns: int | None = Field(None, ge=1, description="`--max-turns` (unset: Claude Code's default).")
     system_prompt: str | None = Field(None, description="`--system-prompt`: replaces the default one (small models).")
     tools: list[str] | None = Field(None, description="`--tools`: the built-in tools offered (unset: the default set).")
+    max_output_tokens: int | None = Field(
+        None, ge=1, description="`CLAUDE_CODE_MAX_OUTPUT_TOKENS`: max_tokens of each request (unset: Claude Code's).")
 
 
 class ClaudeCodeAgent(SandboxCliAgent):
@@ -43,6 +46,7 @@ class ClaudeCodeAgent(SandboxCliAgent):
     name = "claude-code"
     Options = ClaudeCodeOptions
     session_log_name = "claude.jsonl"
+    session_dirs = ((f"{STATE_DIR}/claude/projects", "claude-projects"),)  # Claude Code's own transcripts
 
     def packages(self, version: str) -> list[Package]:
         return [Package("claude-agent-sdk", version, (("claude_agent_sdk/_bundled/", "claude/"),))]
@@ -70,6 +74,8 @@ class ClaudeCodeAgent(SandboxCliAgent):
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "NO_COLOR": "1",
         }
+        if opts.max_output_tokens:
+            env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(opts.max_output_tokens)
         return Launch(argv, instruction, env)
 
     def final_message(self, session_log: str) -> str:

@@ -11,7 +11,8 @@ is the run's gateway (``base_url = <gateway>/v1``, ``wire_api = "responses"``: C
 refuses ``"chat"``; the gateway translates to the endpoint's protocol), the token read from
 ``ROLLOUTS_GATEWAY_TOKEN`` (``env_key``); no login, no approvals (our sandbox is the sandbox:
 ``--dangerously-bypass-approvals-and-sandbox``; bubblewrap would need privileges anyway).
-Its ``--json`` event stream (JSONL) is kept as ``agent/codex.jsonl``. Flags checked against
+Its ``--json`` event stream (JSONL) is kept as ``agent/codex.jsonl``, its session files as
+``agent/codex-sessions/``. Flags checked against
 ``codex exec --help`` of 0.163.0 and codex-rs/core/src/config (model_providers).
 """
 
@@ -84,6 +85,7 @@ class CodexAgent(SandboxCliAgent):
     name = "codex"
     Options = CodexOptions
     session_log_name = "codex.jsonl"
+    session_dirs = ((f"{CODEX_HOME}/sessions", "codex-sessions"),)  # Codex's own rollout files
 
     def packages(self, version: str) -> list[Package]:
         return [Package("openai-codex-cli-bin", version, (("codex_cli_bin/", "codex/"),))]

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
@@ -49,7 +50,7 @@ class MiniSweOptions(InstalledOptions):
     command_timeout_sec: float = Field(120, gt=0, le=86_400, description="Timeout of each action (s).")
     config: str = Field("mini_textbased", min_length=1,
                         description="A config shipped with mini-swe-agent (text protocol: `mini_textbased`).")
-    model_kwargs: dict[str, float] = Field(
+    model_kwargs: dict[str, Any] = Field(
         {}, description="Extra litellm arguments, e.g. `{temperature = 0.7}`.")
 
 
