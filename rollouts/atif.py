@@ -37,7 +37,8 @@ class _Strict(BaseModel):
 
 
 class ToolCall(_Strict):
-    """One tool call of an agent step: its id (matched by an observation result's ``source_call_id``), the tool's name and its JSON arguments."""
+    """One tool call of an agent step: its id (matched by an observation result's ``source_call_id``), the
+    tool's name and its JSON arguments."""
 
     tool_call_id: str
     function_name: str
@@ -81,7 +82,8 @@ class Metrics(_Strict):
 
 
 class FinalMetrics(_Strict):
-    """Totals over the trajectory: tokens (prompt includes cached), ``total_cost_usd`` in US dollars (None = unknown), step count."""
+    """Totals over the trajectory: tokens (prompt includes cached), ``total_cost_usd`` in US dollars (None =
+    unknown), step count."""
 
     total_prompt_tokens: int | None = None
     total_completion_tokens: int | None = None
@@ -101,7 +103,9 @@ class Agent(_Strict):
 
 
 class Step(_Strict):
-    """One step (ids 1..n): a ``system``/``user`` message, or an ``agent`` turn with its model, tool calls, observation and metrics. ValueError (pydantic ValidationError) when agent-only fields appear on other steps."""
+    """One step (ids 1..n): a ``system``/``user`` message, or an ``agent`` turn with its model, tool calls,
+    observation and metrics. ValueError (pydantic ValidationError) when agent-only fields appear on other
+    steps."""
 
     step_id: int = Field(ge=1)
     timestamp: str | None = None
@@ -126,7 +130,8 @@ class Step(_Strict):
 
 
 class Trajectory(_Strict):
-    """A whole ATIF trajectory (root). ValidationError unless ``schema_version`` is ATIF-v1.x and the step ids run 1..n in order."""
+    """A whole ATIF trajectory (root). ValidationError unless ``schema_version`` is ATIF-v1.x and the step
+    ids run 1..n in order."""
 
     schema_version: str = SCHEMA_VERSION
     session_id: str = Field(default_factory=lambda: str(uuid.uuid4()))

@@ -58,7 +58,8 @@ class PackageInfo(_Model):
 
 
 class Healthcheck(_Model):
-    """``[environment.healthcheck]``: a command retried until it succeeds before the agent starts (times in seconds)."""
+    """``[environment.healthcheck]``: a command retried until it succeeds before the agent starts (times in
+    seconds)."""
 
     command: str
     interval_sec: float = 5.0
@@ -176,7 +177,8 @@ class Solution(_Model):
 
 
 class ArtifactSpec(_Model):
-    """One ``artifacts`` entry in table form: a path in the sandbox (relative = to the workdir) and where it goes among the run's artifacts."""
+    """One ``artifacts`` entry in table form: a path in the sandbox (relative = to the workdir) and where it
+    goes among the run's artifacts."""
 
     source: str
     destination: str | None = None
