@@ -23,8 +23,8 @@ Allowed tools are the ones the agent executes, per the SDK type definitions
 - Messages: custom tools (no ``type`` or ``"custom"``), ``bash_*``, ``text_editor_*``,
   ``memory_*``, ``computer_*`` (client-executed computer use), ``tool_search_tool_*``. Refused:
   ``web_search_*``, ``web_fetch_*``, ``code_execution_*``, ``mcp_toolset``, ``advisor_*`` (another
-  model, unmetered), ``browser_toolset_*``, anything unknown; the top-level ``mcp_servers`` and
-  ``container``.
+  model, unmetered), ``browser_toolset_*``, anything unknown; the top-level ``mcp_servers``,
+  ``container``, ``fallbacks`` (substitute models) and ``billing_policy``.
 - Chat: the top-level ``web_search_options``.
 
 Content, in every protocol (messages, input, system, tool results): a URL the provider would fetch
@@ -49,7 +49,9 @@ _REFUSED_FIELDS: dict[str, dict[str, str]] = {
     "chat": {"web_search_options": "provider-side web search"},
     "responses": {"prompt": "a stored prompt template (it carries its own tools and model)"},
     "messages": {"mcp_servers": "provider-side MCP connectors",
-                 "container": "a provider-side code execution container"},
+                 "container": "a provider-side code execution container",
+                 "fallbacks": "substitute models (the gateway calls only the configured model)",
+                 "billing_policy": "billing another organization"},
 }
 _HINT = ("this gateway serves sandboxed agents: the provider may only generate text and call the "
          "agent's own tools (function/custom tools run inside the sandbox)")
