@@ -367,6 +367,8 @@ REFUSED = [  # (protocol, upstream kind, body fields, words the refusal names)
      "image_url"),
     ("chat", "openai", {"messages": [{"role": "user", "content": [
         {"type": "file", "file": {"file_id": "file-abc"}}]}]}, "file_id"),
+    ("chat", "openai", {"messages": [{"role": "user", "content": [  # vLLM infers an untyped part's kind
+        {"video_url": {"url": "http://127.0.0.1:9/v.mp4"}}]}]}, "video_url"),
     ("responses", "openai", {"tools": [{"type": "web_search"}]}, "'web_search'"),
     ("responses", "openai", {"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "file_search"),
     ("responses", "openai", {"tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]},

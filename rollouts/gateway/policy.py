@@ -95,21 +95,19 @@ def _content_refusal(obj: Any, where: str) -> str | None:
         return None
     if not isinstance(obj, Mapping):
         return None
+    # Every object of the tree, typed or not (vLLM accepts content parts without "type").
     kind = obj.get("type")
-    if isinstance(kind, str):  # a content block / input item
-        for key, val in obj.items():
-            if key.endswith("_url") and _url_refusal(val):
-                return f"{where}.{key}: a URL the provider would download (only data: URIs are accepted)"
-            if key == "file_id" and val:
-                return f"{where}.file_id: a file stored with the provider's account"
-        if kind == "file" and isinstance(obj.get("file"), Mapping) and obj["file"].get("file_id"):
-            return f"{where}.file.file_id: a file stored with the provider's account"
-        if kind == "container_upload":
-            return f"{where}: a container upload (provider-side files)"
-        src = obj.get("source")
-        if isinstance(src, Mapping) and src.get("type") in ("url", "file"):
-            return (f"{where}.source: type {src.get('type')!r} makes the provider fetch a URL or read an "
-                    "account file (send the content as base64 or text)")
+    for key, val in obj.items():
+        if key.endswith("_url") and _url_refusal(val):
+            return f"{where}.{key}: a URL the provider would download (only data: URIs are accepted)"
+        if key == "file_id" and val:
+            return f"{where}.file_id: a file stored with the provider's account"
+    if kind == "container_upload":
+        return f"{where}: a container upload (provider-side files)"
+    src = obj.get("source")
+    if isinstance(src, Mapping) and src.get("type") in ("url", "file"):
+        return (f"{where}.source: type {src.get('type')!r} makes the provider fetch a URL or read an "
+                "account file (send the content as base64 or text)")
     for key, val in obj.items():
         if kind in ("tool_use", "server_tool_use", "function_call", "custom_tool_call") and key in ("input", "arguments"):
             continue  # the agent's own tool arguments, not content the provider reads
