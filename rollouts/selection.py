@@ -85,7 +85,7 @@ def planned_runs(cfg) -> list[dict[str, Any]]:
     out, i = [], 0
     for e in cfg.entries:
         for r in range(e.rollouts):
-            out.append({"i": i, "entry": e.index, "where": getattr(e, "where", "") or f"tasks[{e.index}]",
+            out.append({"i": i, "entry": e.index, "where": e.where or f"tasks[{e.index}]",
                         "task": e.task.name, "agent": e.agent, "model": e.model, "rollout": r,
                         "backend": e.backend})
             i += 1

@@ -67,7 +67,7 @@ def start_grading_sandbox(
         cpus=spec_base.cpus,
         memory_mb=spec_base.memory_mb,
         pids=spec_base.pids,
-        network=task.meta.network if getattr(task.meta.tests, "network", None) is None else task.meta.tests.network,
+        network=task.meta.network if task.meta.tests.network is None else task.meta.tests.network,
         lifetime_sec=task.meta.timeouts.verifier_sec + task.meta.timeouts.setup_sec + 120 + extra_lifetime_sec
         + (COLLECT_TIMEOUT_SEC + 15 if extra_lifetime_sec else 0),  # started ahead: collection comes first
     )

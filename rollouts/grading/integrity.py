@@ -62,12 +62,11 @@ def task_label(meta, mode: str | None = None) -> Label:
     ``tests.toolchain``; the last two default to ``all`` (strict) / ``image``). ``mode``
     overrides ``tests.mode`` (``eval`` re-grades every run fresh from its diff)."""
     tests = meta.tests
-    toolchain = getattr(tests, "toolchain", "image")
-    if toolchain == "agent":
+    if tests.toolchain == "agent":
         return "agent-controlled"
     if (mode or tests.mode) == "fresh":
         return "isolated"
-    if getattr(tests, "stop", "all") in ("agent", "keep-services"):
+    if tests.stop == "agent":
         return "agent-controlled"
     return "trusted-toolchain"
 

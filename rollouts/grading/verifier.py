@@ -166,7 +166,7 @@ def run_verifier(sandbox: Sandbox, task, workdir: str, env: dict[str, str] | Non
         meta.tests.command,
         timeout=meta.timeouts.verifier_sec,
         cwd=workdir,
-        env={**VERIFIER_ENV, **getattr(meta.tests, "env", {}), **(env or {})},
+        env={**VERIFIER_ENV, **meta.tests.env, **(env or {})},
     )
     log = f"$ {meta.tests.command}\n{r.output}\n(exit {r.exit_code}{', timed out' if r.timed_out else ''}, {r.duration_sec:.2f}s)\n"
     verdict = Verdict(
@@ -178,7 +178,7 @@ def run_verifier(sandbox: Sandbox, task, workdir: str, env: dict[str, str] | Non
         log=log,
     )
     try:
-        _score(sandbox, r, verdict, exit_checked=getattr(meta.tests, "exit_code", "checked") == "checked")
+        _score(sandbox, r, verdict, exit_checked=meta.tests.exit_code == "checked")
     except (RewardFileError, GradingIntegrityError) as e:
         e.log = log
         raise

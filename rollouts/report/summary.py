@@ -31,7 +31,7 @@ from typing import Any
 
 from rollouts.report.stats import clustered_mean_ci, group_stats, macro_stats, mean_ci, pass_k_over_tasks
 from rollouts.report.tables import render_table  # noqa: F401 (``summarize``'s public renderer)
-from rollouts.store import Manifest, RunRecord
+from rollouts.store import Manifest
 
 SUMMARY_SCHEMA_VERSION = 1
 
@@ -39,11 +39,6 @@ SUMMARY_SCHEMA_VERSION = 1
 PHASES = ("image", "sandbox_start", "setup", "agent", "collect", "verifier")
 #: Metrics not aggregated separately (``reward`` is the reward itself).
 SKIP_METRICS = frozenset({"reward"})
-#: The grading helper adds an integrity label to RunRecord; read it only once it exists (a missing
-#: attribute costs pydantic's slow ``__getattr__`` path on every record).
-_HAS_INTEGRITY = "integrity" in RunRecord.model_fields
-
-
 @dataclass
 class Row:
     """Aggregates of one group. Times in seconds (mean per run), tokens summed over runs.
@@ -148,9 +143,8 @@ def _row(key: tuple, recs: list, bounded: set[str]) -> tuple[Row, list]:
         if r.status == "error":
             row.errors += 1
             row.harness_errors += r.error_kind == "harness"
-        label = getattr(r, "integrity", None) if _HAS_INTEGRITY else None
-        if label:
-            row.integrity[str(label)] = row.integrity.get(str(label), 0) + 1
+        if r.integrity:
+            row.integrity[r.integrity] = row.integrity.get(r.integrity, 0) + 1
         if r.status in ("agent_timeout", "verifier_timeout"):
             row.timeouts += 1
         rewards.append(r.reward)
@@ -287,7 +281,7 @@ def summarize(m: Manifest) -> dict[str, Any]:
         "metric_names": sorted({k for r in rows for k in r.metrics}),
         "rows": [{f: getattr(r, f) for f in _ROW_FIELDS} for r in rows],  # shallow: fresh dicts
         "overall": _overall(rows, used),
-        "skipped": [sk.model_dump() for sk in getattr(m, "skipped", [])],
+        "skipped": [sk.model_dump() for sk in m.skipped],
         "skipped_line": skipped_line(m),
     }
 
@@ -295,7 +289,7 @@ def summarize(m: Manifest) -> dict[str, Any]:
 def skipped_line(m: Manifest) -> str | None:
     """``ran 85 of 89 tasks; 4 unsupported: a (reason), …`` when the rollout left unsupported tasks
     out (``run --skip-unsupported``); None otherwise. Never silently dropped: every summary shows it."""
-    skipped = getattr(m, "skipped", [])
+    skipped = m.skipped
     if not skipped:
         return None
     ran = len({t.task_dir for t in m.tasks})
