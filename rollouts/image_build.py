@@ -8,7 +8,8 @@ never changed: the build context is streamed as a tar with the rewritten Dockerf
 name and the id of every base image, so an existing tag means nothing to build. One build per
 digest (thread + file lock), under the task's ``build_timeout_sec``. The engine pulls only when
 the config says it can (``pull_images = true``); otherwise a missing base is EnvironmentNotReady
-(``check`` and ``run`` report missing images up front, exit 3).
+(``check`` and ``run`` report missing images up front with :func:`missing_base_images`, exit 3).
+The mapping itself is :mod:`rollouts.image_map`; the docker build loop is :func:`rollouts.images.build_image`.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from filelock import FileLock
 from rollouts.errors import ConfigError, EnvironmentNotReady, ImageBuildError
 from rollouts.image_map import images_used  # noqa: F401 - re-exported: run/manifest.py imports it from here
 from rollouts.run.owner import is_orphan, owner_labels
-from rollouts.task import Task, dir_digest
+from rollouts.task import Task, check_dockerfile, dir_digest
 
 Log = Callable[[str], None]
 
@@ -231,17 +231,6 @@ def task_image_repo(task: Task) -> str:
     return TASK_REPO_PREFIX + name
 
 
-def _check_convention(df: Path) -> None:
-    text = df.read_text(errors="replace")
-    m = re.search(r"^\s*FROM\s+(\S+)", text, re.M | re.I)
-    if not m or m.group(1) not in ("${BASE_IMAGE}", "$BASE_IMAGE"):
-        raise ConfigError(
-            "task Dockerfiles must start with 'ARG BASE_IMAGE' then 'FROM ${BASE_IMAGE}' "
-            f"(got FROM {m.group(1) if m else 'nothing'})",
-            file=str(df),
-        )
-
-
 def ensure_task_image(client: docker.DockerClient, task: Task, log: Log | None = None) -> str:
     """Return the image reference for ``task``, building it at most once per content digest.
 
@@ -260,7 +249,7 @@ def ensure_task_image(client: docker.DockerClient, task: Task, log: Log | None =
     df = _dockerfile(task)
     if df is None:
         return base_ref
-    _check_convention(df)
+    check_dockerfile(task)  # again: a Task made without load_config reaches here too
     base_id = client.images.get(base_ref).id
     ref = f"{task_image_repo(task)}:{task_image_digest(task, base_id)[:12]}"
     if _image_exists(client, ref):

@@ -115,6 +115,8 @@ def resolve_path(p: Path) -> Path:
 
 
 def within(p: Path, root: Path) -> bool:
+    """Whether the (resolved) path ``p`` is ``root`` or lies below it."""
+
     return p == root or root in p.parents
 
 

@@ -367,6 +367,8 @@ REFUSED = [  # (protocol, upstream kind, body fields, words the refusal names)
      "image_url"),
     ("chat", "openai", {"messages": [{"role": "user", "content": [
         {"type": "file", "file": {"file_id": "file-abc"}}]}]}, "file_id"),
+    ("chat", "openai", {"messages": [{"role": "user", "content": [  # vLLM infers an untyped part's kind
+        {"video_url": {"url": "http://127.0.0.1:9/v.mp4"}}]}]}, "video_url"),
     ("responses", "openai", {"tools": [{"type": "web_search"}]}, "'web_search'"),
     ("responses", "openai", {"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "file_search"),
     ("responses", "openai", {"tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]},
@@ -389,6 +391,7 @@ REFUSED = [  # (protocol, upstream kind, body fields, words the refusal names)
     ("messages", "anthropic", {"tools": [{"type": "advisor_20260301", "name": "advisor", "model": "claude-opus-4-1"}]},
      "advisor"),
     ("messages", "anthropic", {"container": "container_011"}, "container"),
+    ("messages", "anthropic", {"fallbacks": [{"model": "claude-opus-4-1"}]}, "fallbacks"),
     ("messages", "openai", {"messages": [{"role": "user", "content": [
         {"type": "document", "source": {"type": "url", "url": "http://127.0.0.1:9/doc.pdf"}}]}]}, "source"),
     ("messages", "anthropic", {"messages": [
@@ -528,3 +531,27 @@ def test_bind_peer_accepts_the_token_only_from_that_address(endpoint):
         assert _oa(g).chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}]).choices
         with pytest.raises(KeyError):
             gw.bind_peer("no-such-run", "127.0.0.1")
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_passthrough_forwards_only_api_fields(endpoint, kind):
+    """An OpenAI-/Anthropic-compatible upstream may be an aggregator or proxy that routes on body
+    fields (OpenRouter: models/provider/plugins; a LiteLLM proxy: api_base/fallbacks/mock_response):
+    on pass-through only the API's fields and known sampler options go upstream."""
+    routing = {"models": ["openai/gpt-4o"], "provider": {"order": ["x"]}, "plugins": [{"id": "web"}],
+               "route": "fallback", "api_base": "http://127.0.0.1:9", "base_url": "http://127.0.0.1:9",
+               "api_key": "sk-mine", "user_config": {"model_list": []}, "mock_response": "pwned",
+               "moderation": {"model": "omni-moderation-latest"}}
+    with _gateway(endpoint, kind=kind) as gw:
+        g = gw.register_run("run-f")
+        if kind == "openai":
+            _oa(g).chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}],
+                                           temperature=0.1, extra_body={**routing, "top_k": 20})
+            kept = {"messages", "model", "temperature", "top_k"}
+        else:
+            _an(g).messages.create(model="m", max_tokens=16, messages=[{"role": "user", "content": "hi"}],
+                                   extra_body={**routing, "output_config": {"effort": "low"}})
+            kept = {"messages", "model", "max_tokens", "output_config"}
+        (sent,) = endpoint.requests
+        assert set(sent.body) == kept, sent.body
+        assert gw.exchanges("run-f")[0].dropped_fields == sorted(routing)

@@ -41,8 +41,9 @@ OpenAI protocols get 429 ``insufficient_quota``, Anthropic gets 400 ``invalid_re
 (both with ``x-should-retry: false``). A response that takes the run over its budget is still
 delivered (it has been paid for); the run is then exhausted and every later request is refused.
 Upstream failures pass through with the upstream's status (502 when it gave none), the real key
-scrubbed from messages. Requests in the endpoint's own protocol are forwarded as they are
-(``passthrough``); translated ones reach litellm with only their protocol's public API fields
+scrubbed from messages. Requests in the endpoint's own protocol are forwarded without translation
+(``passthrough``, with the API fields plus ``passthrough.EXTRA_FIELDS``: an aggregator upstream may
+route on others); translated ones reach litellm with only their protocol's public API fields
 (``proxy.API_FIELDS``: litellm takes keyword arguments such as ``base_url`` from the same dict, so
 anything else is dropped and named in ``Exchange.dropped_fields``).
 

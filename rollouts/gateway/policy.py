@@ -23,8 +23,8 @@ Allowed tools are the ones the agent executes, per the SDK type definitions
 - Messages: custom tools (no ``type`` or ``"custom"``), ``bash_*``, ``text_editor_*``,
   ``memory_*``, ``computer_*`` (client-executed computer use), ``tool_search_tool_*``. Refused:
   ``web_search_*``, ``web_fetch_*``, ``code_execution_*``, ``mcp_toolset``, ``advisor_*`` (another
-  model, unmetered), ``browser_toolset_*``, anything unknown; the top-level ``mcp_servers`` and
-  ``container``.
+  model, unmetered), ``browser_toolset_*``, anything unknown; the top-level ``mcp_servers``,
+  ``container``, ``fallbacks`` (substitute models) and ``billing_policy``.
 - Chat: the top-level ``web_search_options``.
 
 Content, in every protocol (messages, input, system, tool results): a URL the provider would fetch
@@ -49,7 +49,9 @@ _REFUSED_FIELDS: dict[str, dict[str, str]] = {
     "chat": {"web_search_options": "provider-side web search"},
     "responses": {"prompt": "a stored prompt template (it carries its own tools and model)"},
     "messages": {"mcp_servers": "provider-side MCP connectors",
-                 "container": "a provider-side code execution container"},
+                 "container": "a provider-side code execution container",
+                 "fallbacks": "substitute models (the gateway calls only the configured model)",
+                 "billing_policy": "billing another organization"},
 }
 _HINT = ("this gateway serves sandboxed agents: the provider may only generate text and call the "
          "agent's own tools (function/custom tools run inside the sandbox)")
@@ -93,21 +95,19 @@ def _content_refusal(obj: Any, where: str) -> str | None:
         return None
     if not isinstance(obj, Mapping):
         return None
+    # Every object of the tree, typed or not (vLLM accepts content parts without "type").
     kind = obj.get("type")
-    if isinstance(kind, str):  # a content block / input item
-        for key, val in obj.items():
-            if key.endswith("_url") and _url_refusal(val):
-                return f"{where}.{key}: a URL the provider would download (only data: URIs are accepted)"
-            if key == "file_id" and val:
-                return f"{where}.file_id: a file stored with the provider's account"
-        if kind == "file" and isinstance(obj.get("file"), Mapping) and obj["file"].get("file_id"):
-            return f"{where}.file.file_id: a file stored with the provider's account"
-        if kind == "container_upload":
-            return f"{where}: a container upload (provider-side files)"
-        src = obj.get("source")
-        if isinstance(src, Mapping) and src.get("type") in ("url", "file"):
-            return (f"{where}.source: type {src.get('type')!r} makes the provider fetch a URL or read an "
-                    "account file (send the content as base64 or text)")
+    for key, val in obj.items():
+        if key.endswith("_url") and _url_refusal(val):
+            return f"{where}.{key}: a URL the provider would download (only data: URIs are accepted)"
+        if key == "file_id" and val:
+            return f"{where}.file_id: a file stored with the provider's account"
+    if kind == "container_upload":
+        return f"{where}: a container upload (provider-side files)"
+    src = obj.get("source")
+    if isinstance(src, Mapping) and src.get("type") in ("url", "file"):
+        return (f"{where}.source: type {src.get('type')!r} makes the provider fetch a URL or read an "
+                "account file (send the content as base64 or text)")
     for key, val in obj.items():
         if kind in ("tool_use", "server_tool_use", "function_call", "custom_tool_call") and key in ("input", "arguments"):
             continue  # the agent's own tool arguments, not content the provider reads

@@ -187,11 +187,6 @@ def mean_ci(
     return None if res is None else (res[0], res[1])
 
 
-def _k_interval(lo: float, hi: float, k: int) -> tuple[tuple[float, float], tuple[float, float]]:
-    """(pass@k, pass^k) intervals from an interval (lo, hi) of the per-run pass probability."""
-    return (1.0 - (1.0 - lo) ** k, 1.0 - (1.0 - hi) ** k), (lo**k, hi**k)
-
-
 # --------------------------------------------------------------------------------------------
 # one group (task x agent x model)
 # --------------------------------------------------------------------------------------------
