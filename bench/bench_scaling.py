@@ -87,8 +87,8 @@ def main() -> None:
     print("  P   floor wall  speedup   ours wall  speedup   ours/floor speedup   ours sandbox_start  verifier")
     for p in levels:
         f, o = rows[p]["floor"]["wall"], rows[p]["ours"]["rollout_wall"]
-        ss = statistics.median(t["sandbox_start"] for t in rows[p]["ours"]["timings"])
-        vv = statistics.median(t["verifier"] for t in rows[p]["ours"]["timings"])
+        ss = statistics.median(t.get("sandbox_start", 0.0) for t in rows[p]["ours"]["timings"])
+        vv = statistics.median(t.get("verifier", 0.0) for t in rows[p]["ours"]["timings"])
         print(f"  {p:<3} {f:9.2f}  {base_f / f:7.2f}   {o:9.2f}  {base_o / o:7.2f}   {(base_o / o) / (base_f / f):17.2f}"
               f"   {ss:17.3f}  {vv:8.3f}")  # fmt: skip
 

@@ -37,24 +37,33 @@ class _Strict(BaseModel):
 
 
 class ToolCall(_Strict):
+    """One tool call of an agent step: its id (matched by an observation result's ``source_call_id``), the
+    tool's name and its JSON arguments."""
+
     tool_call_id: str
     function_name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
 class SubagentTrajectoryRef(_Strict):
+    """A sub-agent's own trajectory that an observation result refers to (its session id, optional path)."""
+
     session_id: str
     trajectory_path: str | None = None
     extra: dict[str, Any] | None = None
 
 
 class ObservationResult(_Strict):
+    """The result of one tool call (``source_call_id``) or a free observation (None): its text content."""
+
     source_call_id: str | None = None
     content: str | None = None
     subagent_trajectory_ref: list[SubagentTrajectoryRef] | None = None
 
 
 class Observation(_Strict):
+    """What the environment returned to an agent step: one result per tool call."""
+
     results: list[ObservationResult] = Field(default_factory=list)
 
 
@@ -73,6 +82,9 @@ class Metrics(_Strict):
 
 
 class FinalMetrics(_Strict):
+    """Totals over the trajectory: tokens (prompt includes cached), ``total_cost_usd`` in US dollars (None =
+    unknown), step count."""
+
     total_prompt_tokens: int | None = None
     total_completion_tokens: int | None = None
     total_cached_tokens: int | None = None
@@ -82,6 +94,8 @@ class FinalMetrics(_Strict):
 
 
 class Agent(_Strict):
+    """The agent that produced the trajectory: name, version, model and free ``extra`` (e.g. its options)."""
+
     name: str
     version: str
     model_name: str | None = None
@@ -89,6 +103,10 @@ class Agent(_Strict):
 
 
 class Step(_Strict):
+    """One step (ids 1..n): a ``system``/``user`` message, or an ``agent`` turn with its model, tool calls,
+    observation and metrics. ValueError (pydantic ValidationError) when agent-only fields appear on other
+    steps."""
+
     step_id: int = Field(ge=1)
     timestamp: str | None = None
     source: Literal["system", "user", "agent"]
@@ -112,6 +130,9 @@ class Step(_Strict):
 
 
 class Trajectory(_Strict):
+    """A whole ATIF trajectory (root). ValidationError unless ``schema_version`` is ATIF-v1.x and the step
+    ids run 1..n in order."""
+
     schema_version: str = SCHEMA_VERSION
     session_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
     agent: Agent

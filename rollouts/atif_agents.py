@@ -42,6 +42,10 @@ def _final(traj: Trajectory, native: dict[str, Any]) -> Trajectory:
 
 
 def from_shell(native: dict[str, Any]) -> Trajectory:
+    """The ``shell`` agent's record (``messages``, ``steps[{step, response, action, output, exit_code,
+    …}]``, ``usage``) as ATIF: system + user steps, then one agent step per reply with its command as a
+    ``bash`` tool call."""
+
     traj = _base(native, native.get("agent") or "shell")
     msgs = native.get("messages") or []
     ts = native.get("started_at")
@@ -65,6 +69,9 @@ def from_shell(native: dict[str, Any]) -> Trajectory:
 
 
 def from_llm(native: dict[str, Any]) -> Trajectory:
+    """The ``llm`` agent's record (``question``, ``response``, token counts, ``usage``) as ATIF: the
+    question as the user step, the reply (if any) as the one agent step."""
+
     traj = _base(native, native.get("agent") or "llm")
     traj.add("user", native.get("question") or "", timestamp=native.get("started_at"))
     if native.get("response") is not None:
@@ -77,6 +84,9 @@ def from_llm(native: dict[str, Any]) -> Trajectory:
 
 
 def from_rlm(native: dict[str, Any]) -> Trajectory:
+    """The ``rlm`` agent's record (``question``, ``root.iterations[{response, cells[{code, stdout,
+    error}]}]``, ``usage``) as ATIF: one agent step per root iteration, each cell a ``python`` tool call."""
+
     traj = _base(native, native.get("agent") or "rlm")
     root = native.get("root") or {}
     traj.add("user", native.get("question") or root.get("question") or "", timestamp=native.get("started_at"))

@@ -14,7 +14,7 @@ def missing_images_lines(cfg: BenchmarkConfig) -> list[str]:
     """One line per base image the config's tasks need that is not present locally and cannot be
     pulled (``pull_images = false``), naming the tasks; empty when nothing is missing, Docker is
     not the backend, or no task builds from a public image. EnvironmentNotReady if Docker is down."""
-    from rollouts.images import missing_base_images
+    from rollouts.image_build import missing_base_images
 
     tasks = [e.task for e in cfg.entries if e.backend == "docker"]
     if not tasks or cfg.pull_images:

@@ -151,6 +151,8 @@ def fetch_task(git_url: str, commit: str, path: str) -> Path:
 
     if not commit or len(commit) < 7 or any(c not in "0123456789abcdef" for c in commit.lower()):
         raise ConfigError(f"git_commit_id {commit!r} is not a commit id")
+    if not git_url or git_url.startswith("-") or "::" in git_url.split("/", 1)[0]:
+        raise ConfigError(f"git_url {git_url[:200]!r} is not a repository URL or path")  # no options, no ext::
     if path.startswith("/") or ".." in Path(path).parts:
         raise ConfigError(f"task path {path!r} must be relative inside the repository")
     root = _cache_dir(git_url, commit)

@@ -8,7 +8,8 @@ never changed: the build context is streamed as a tar with the rewritten Dockerf
 name and the id of every base image, so an existing tag means nothing to build. One build per
 digest (thread + file lock), under the task's ``build_timeout_sec``. The engine pulls only when
 the config says it can (``pull_images = true``); otherwise a missing base is EnvironmentNotReady
-(``check`` and ``run`` report missing images up front, exit 3).
+(``check`` and ``run`` report missing images up front with :func:`missing_base_images`, exit 3).
+The mapping itself is :mod:`rollouts.image_map`; the docker build loop is :func:`rollouts.images.build_image`.
 """
 
 from __future__ import annotations
@@ -16,26 +17,18 @@ from __future__ import annotations
 import io
 import re
 import tarfile
-import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
 import docker.errors
 
 from rollouts.errors import EnvironmentNotReady, ImageBuildError
+from rollouts.image_map import base_images_of, dockerfile_bases, from_images, mapped_image
 from rollouts.images import (
-    _ANSI,
     BASE_REPO,
-    BUILD_LOG_TAIL,
-    LABEL_KIND,
-    LABEL_TOOL,
-    TOOL_NAME,
     _image_exists,
     _locked,
-    from_images,
-    mapped_image,
-    prebuilt_available,
+    build_image,
     task_image_repo,
 )
 from rollouts.task import Task, dir_digest
@@ -119,30 +112,36 @@ def ensure_as_written(client, task: Task, log: Log, ensure_base: Callable[[], st
             return ref
         changed = {k: v for k, v in resolved.items() if k != v}
         log(f"building {ref} from {df}" + (f" (FROM mapped: {changed})" if changed else ""))
-        tail: deque[str] = deque(maxlen=BUILD_LOG_TAIL)
-        error = None
-        deadline = time.monotonic() + env.build_timeout_sec
-        try:
-            stream = client.api.build(
-                fileobj=_context_tar(df.parent, df.name, rewrite_from(text, resolved)), custom_context=True,
-                dockerfile=df.name, tag=ref, pull=False, rm=True, forcerm=True,
-                labels={LABEL_TOOL: TOOL_NAME, LABEL_KIND: "task"}, decode=True,
-            )
-            for chunk in stream:
-                if "error" in chunk:
-                    error = str(chunk["error"]).strip()
-                text_out = _ANSI.sub("", str(chunk.get("stream") or chunk.get("error") or ""))
-                for line in text_out.splitlines():
-                    if line.strip():
-                        tail.append(line)
-                        log(line)
-                if time.monotonic() > deadline:
-                    error = f"build exceeded build_timeout_sec = {env.build_timeout_sec:g} s"
-                    break
-        except docker.errors.APIError as e:
-            error = str(e.explanation or e)
-        if error is not None or not _image_exists(client, ref):
-            lines = "\n".join(tail)
-            raise ImageBuildError(f"building {ref} for task {task.name} failed: {error or 'no image'}\n{lines}")
+        build_image(client, ref, task, log, timeout_sec=env.build_timeout_sec, custom_context=True,
+                    fileobj=_context_tar(df.parent, df.name, rewrite_from(text, resolved)), dockerfile=df.name)
     log(f"built {ref}")
     return ref
+
+
+def prebuilt_available(client: docker.DockerClient, task: Task) -> bool:
+    """Whether the task's prebuilt ``image`` (after mapping) is in the local engine."""
+    env = task.meta.environment
+    return bool(env.image) and _image_exists(client, mapped_image(env.image, task.image_map))
+
+
+def missing_base_images(client: docker.DockerClient, tasks: list[Task], mapping: dict[str, str]) -> dict[str, list[str]]:
+    """Base images (after mapping) that are not present in the local engine → the task names
+    needing them. Looks only at local images (never pulls). ``rollouts-base`` counts as present
+    (it is built locally on demand)."""
+    need: dict[str, list[str]] = {}
+    for t in tasks:
+        refs = base_images_of(t)
+        if t.meta.environment.image and t.meta.environment.dockerfile:  # prebuilt, else built from its recipe
+            refs = [] if prebuilt_available(client, t) else dockerfile_bases(t)
+        for ref in refs:
+            m = mapped_image(ref, mapping)
+            need.setdefault(m, [])
+            if t.name not in need[m]:
+                need[m].append(t.name)
+    missing: dict[str, list[str]] = {}
+    for ref, names in need.items():
+        if ref == BASE_REPO or ref.startswith(BASE_REPO + ":"):
+            continue
+        if not _image_exists(client, ref):
+            missing[ref] = names
+    return missing

@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -32,8 +33,9 @@ import docker.errors
 from filelock import FileLock
 
 from rollouts.errors import ConfigError, EnvironmentNotReady, ImageBuildError
+from rollouts.image_map import images_used  # noqa: F401 - re-exported: run/manifest.py imports it from here
 from rollouts.run.owner import is_orphan, owner_labels
-from rollouts.task import Task, dir_digest
+from rollouts.task import Task, check_dockerfile, dir_digest
 
 Log = Callable[[str], None]
 
@@ -208,87 +210,6 @@ def _run_streaming(cmd: list[str], log: Log) -> None:
         raise ImageBuildError(f"mmdebstrap failed (exit {rc}):\n" + "\n".join(tail))
 
 
-_FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.M | re.I)
-
-
-def from_images(dockerfile_text: str) -> list[str]:
-    """The external images a Dockerfile's ``FROM`` lines name, in order (stage names, ``scratch``
-    and ``${ARG}`` references excluded)."""
-    stages: set[str] = set()
-    out: list[str] = []
-    for m in _FROM.finditer(dockerfile_text):
-        ref, alias = m.group(1), m.group(2)
-        if ref.lower() != "scratch" and "$" not in ref and ref.lower() not in stages and ref not in out:
-            out.append(ref)
-        if alias:
-            stages.add(alias.lower())
-    return out
-
-
-def base_images_of(task: Task) -> list[str]:
-    """Images ``task`` needs from outside (before ``[images]`` mapping): its prebuilt image, or the
-    FROM images of a Dockerfile used as written. Empty for our ``FROM ${BASE_IMAGE}`` convention."""
-    env = task.meta.environment
-    if env.image:
-        return [env.image]
-    return dockerfile_bases(task)
-
-
-def dockerfile_bases(task: Task) -> list[str]:
-    """The FROM images of the task's Dockerfile when it is used as written (else empty)."""
-    env = task.meta.environment
-    if env.dockerfile and env.dockerfile_from == "as_written":
-        return from_images((task.dir / env.dockerfile).read_text(errors="replace"))
-    return []
-
-
-def images_used(task: Task) -> dict[str, str]:
-    """The ``[images]`` mapping as it applies to ``task`` (image → local image), for the manifest:
-    its prebuilt image and its Dockerfile's FROM images, where mapped."""
-    refs = base_images_of(task) + dockerfile_bases(task)
-    return {ref: mapped_image(ref, task.image_map) for ref in dict.fromkeys(refs)
-            if mapped_image(ref, task.image_map) != ref}
-
-
-def prebuilt_available(client: docker.DockerClient, task: Task) -> bool:
-    """Whether the task's prebuilt ``image`` (after mapping) is in the local engine."""
-    env = task.meta.environment
-    return bool(env.image) and _image_exists(client, mapped_image(env.image, task.image_map))
-
-
-def mapped_image(ref: str, mapping: dict[str, str]) -> str:
-    """``ref`` through the config's ``[images]`` table (exact name, else the name without a tag or
-    digest matching a key without one)."""
-    if ref in mapping:
-        return mapping[ref]
-    bare = re.split(r"[@]", ref)[0]
-    bare = bare.rsplit(":", 1)[0] if ":" in bare.rsplit("/", 1)[-1] else bare
-    return mapping.get(bare, ref)
-
-
-def missing_base_images(client: docker.DockerClient, tasks: list[Task], mapping: dict[str, str]) -> dict[str, list[str]]:
-    """Base images (after mapping) that are not present in the local engine → the task names
-    needing them. Looks only at local images (never pulls). ``rollouts-base`` counts as present
-    (it is built locally on demand)."""
-    need: dict[str, list[str]] = {}
-    for t in tasks:
-        refs = base_images_of(t)
-        if t.meta.environment.image and t.meta.environment.dockerfile:  # prebuilt, else built from its recipe
-            refs = [] if prebuilt_available(client, t) else dockerfile_bases(t)
-        for ref in refs:
-            m = mapped_image(ref, mapping)
-            need.setdefault(m, [])
-            if t.name not in need[m]:
-                need[m].append(t.name)
-    missing: dict[str, list[str]] = {}
-    for ref, names in need.items():
-        if ref == BASE_REPO or ref.startswith(BASE_REPO + ":"):
-            continue
-        if not _image_exists(client, ref):
-            missing[ref] = names
-    return missing
-
-
 def _dockerfile(task: Task) -> Path | None:
     rel = task.meta.environment.dockerfile
     return None if rel is None else (task.dir / rel).resolve()
@@ -310,17 +231,6 @@ def task_image_repo(task: Task) -> str:
     return TASK_REPO_PREFIX + name
 
 
-def _check_convention(df: Path) -> None:
-    text = df.read_text(errors="replace")
-    m = re.search(r"^\s*FROM\s+(\S+)", text, re.M | re.I)
-    if not m or m.group(1) not in ("${BASE_IMAGE}", "$BASE_IMAGE"):
-        raise ConfigError(
-            "task Dockerfiles must start with 'ARG BASE_IMAGE' then 'FROM ${BASE_IMAGE}' "
-            f"(got FROM {m.group(1) if m else 'nothing'})",
-            file=str(df),
-        )
-
-
 def ensure_task_image(client: docker.DockerClient, task: Task, log: Log | None = None) -> str:
     """Return the image reference for ``task``, building it at most once per content digest.
 
@@ -339,7 +249,7 @@ def ensure_task_image(client: docker.DockerClient, task: Task, log: Log | None =
     df = _dockerfile(task)
     if df is None:
         return base_ref
-    _check_convention(df)
+    check_dockerfile(task)  # again: a Task made without load_config reaches here too
     base_id = client.images.get(base_ref).id
     ref = f"{task_image_repo(task)}:{task_image_digest(task, base_id)[:12]}"
     if _image_exists(client, ref):
@@ -349,36 +259,44 @@ def ensure_task_image(client: docker.DockerClient, task: Task, log: Log | None =
         if _image_exists(client, ref):
             return ref
         log(f"building {ref} from {df}")
-        tail: deque[str] = deque(maxlen=BUILD_LOG_TAIL)
-        error = None
-        try:
-            stream = client.api.build(
-                path=str(df.parent),
-                dockerfile=df.name,
-                tag=ref,
-                buildargs={"BASE_IMAGE": owner_base_image(client, base_ref)},
-                pull=False,
-                rm=True,
-                forcerm=True,
-                labels={LABEL_TOOL: TOOL_NAME, LABEL_KIND: "task"},
-                decode=True,
-            )
-            for chunk in stream:
-                if "error" in chunk:
-                    error = str(chunk["error"]).strip()
-                text = _ANSI.sub("", str(chunk.get("stream") or chunk.get("error") or ""))
-                for line in text.splitlines():
-                    if line.strip():
-                        tail.append(line)
-                        log(line)
-        except docker.errors.APIError as e:
-            error = str(e.explanation or e)
-        if error is not None or not _image_exists(client, ref):
-            why = error or "no image was produced"
-            lines = "\n".join(tail)
-            raise ImageBuildError(f"building {ref} for task {task.name} failed: {why}\n{lines}")
+        build_image(client, ref, task, log, path=str(df.parent), dockerfile=df.name,
+                    buildargs={"BASE_IMAGE": owner_base_image(client, base_ref)})
     log(f"built {ref}")
     return ref
+
+
+def build_image(client: docker.DockerClient, ref: str, task: Task, log: Log,
+                timeout_sec: float | None = None, **build_args) -> None:
+    """``docker build`` tagged ``ref`` (``client.api.build(**build_args)``: a ``path`` or a
+    ``fileobj`` context, ``dockerfile``, ``buildargs`` ...), never pulling, intermediate containers
+    removed, labelled a task image; each output line (ANSI colours stripped) goes to ``log``.
+
+    Raises ImageBuildError naming ``ref`` and the task, with the last ``BUILD_LOG_TAIL`` lines, when
+    the build reports an error, the engine refuses it, it runs past ``timeout_sec`` seconds (checked
+    between output lines; None = no limit) or it ends without an image ``ref``.
+    """
+    tail: deque[str] = deque(maxlen=BUILD_LOG_TAIL)
+    error = None
+    deadline = None if timeout_sec is None else time.monotonic() + timeout_sec
+    try:
+        stream = client.api.build(tag=ref, pull=False, rm=True, forcerm=True, decode=True,
+                                  labels={LABEL_TOOL: TOOL_NAME, LABEL_KIND: "task"}, **build_args)
+        for chunk in stream:
+            if "error" in chunk:
+                error = str(chunk["error"]).strip()
+            text = _ANSI.sub("", str(chunk.get("stream") or chunk.get("error") or ""))
+            for line in text.splitlines():
+                if line.strip():
+                    tail.append(line)
+                    log(line)
+            if deadline is not None and time.monotonic() > deadline:
+                error = f"build exceeded build_timeout_sec = {timeout_sec:g} s"
+                break
+    except docker.errors.APIError as e:
+        error = str(e.explanation or e)
+    if error is not None or not _image_exists(client, ref):
+        lines = "\n".join(tail)
+        raise ImageBuildError(f"building {ref} for task {task.name} failed: {error or 'no image was produced'}\n{lines}")
 
 
 OWNER_REPO = "rollouts-owner"

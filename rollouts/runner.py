@@ -11,7 +11,6 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from rollouts.agents import get_agent
 from rollouts.config import BenchmarkConfig, TaskEntry
 from rollouts.errors import Cancelled, ConfigError, RolloutsError
 from rollouts.lifecycle import RunEnv, execute_run, record_infra_failure
@@ -22,6 +21,7 @@ from rollouts.run.owner import owner_alive, reap_dead
 from rollouts.run.resume import check_resumable, fresh_record, plan_resume, read_saved_results
 from rollouts.run.retry import DEFAULT_WAIT, with_retries
 from rollouts.run.scheduler import run_all
+from rollouts.run.services import check_agents, make_gateways, start_local_model
 from rollouts.sandbox import get_backend
 from rollouts.sandbox.base import SandboxBackend
 from rollouts.store import FINAL_STATUSES, Attempt, Manifest, RunRecord, Store, now_iso
@@ -53,36 +53,13 @@ class Runner:
 
     def preflight(self, log: Callable[[str], None] = lambda s: None) -> None:
         """Check every backend and build the base image before any run (EnvironmentNotReady)."""
-        for e in self.config.entries:
-            if e.model != "local" and get_agent(e.agent).needs_model:
-                from rollouts.llm.client import ModelClient
-
-                ModelClient(e.model, price_overrides=self.config.pricing or None).close()  # no key -> exit 3
-            if get_agent(e.agent).uses_gateway and e.backend != "docker":
-                from rollouts.errors import ConfigError
-
-                raise ConfigError(f"agent {e.agent!r} runs on the docker backend only for now (its layer is a "
-                                  f"Docker volume), not {e.backend!r}", file=str(self.config.path),
-                                  field=f"tasks[{e.index}].backend")
-            if e.model != "local" and get_agent(e.agent).uses_gateway:
-                from rollouts.gateway import UpstreamSpec
-
-                UpstreamSpec.for_model(e.model)  # no key -> exit 3
+        check_agents(self.config)
         for name in sorted({e.backend for e in self.config.entries}):
             b = self.backend(name)
             b.preflight()
             if n := len(reap_dead(b)):
                 log(f"removed {n} orphaned sandbox(es) of rollouts whose harness is gone")
             b.prepare(log=log)
-
-    def _gateways(self, rollout_id: str):
-        """The rollout's gateways for installed agents (None when no entry has one)."""
-        if not any(get_agent(e.agent).uses_gateway for e in self.config.entries):
-            return None
-        from rollouts.agents.installed.runtime import AgentGateways
-
-        return AgentGateways(self.backend("docker").client, rollout_id,
-                             local_base_url=lambda: self._server.base_url, prices=self.config.pricing or None)
 
     def _make_client(self, entry: TaskEntry):
         from rollouts.llm.client import ModelClient
@@ -163,21 +140,11 @@ class Runner:
         entries = {e.index: e for e in self.config.entries}
         self._env = RunEnv(backend=None, rollout_id=m.rollout_id, make_client=self._make_client,
                            secrets=self.secrets, cancel=self.cancel_event, echo=self.echo, grade=self.grade,
-                           gateways=self._gateways(m.rollout_id))
+                           gateways=make_gateways(self.config, lambda: self.backend("docker").client, m.rollout_id,
+                                                  lambda: self._server.base_url))
         self.writer.start_flusher()
         try:
-            local = [get_agent(e.agent) for e in self.config.entries if e.model == "local"]
-            if any(a.needs_model or a.uses_gateway for a in local):
-                from rollouts.llm.local_server import SLOT_CTX, LocalModelServer, rollout_slots
-
-                n = rollout_slots(self.config.parallel)
-                # Installed agents' prompts (Codex, Claude Code) are many thousands of tokens: 32k
-                # (Qwen2.5's context) per slot for them.
-                slot_ctx = 32768 if any(a.uses_gateway for a in local) else SLOT_CTX
-                self.on_event("log", None, f"starting the local model server (llama.cpp, Qwen2.5-Coder-0.5B, {n} slot(s))")
-                self._server = LocalModelServer(n_ctx=slot_ctx * n, n_parallel=n)
-                self._server.start()
-                self.on_event("log", None, f"local model server ready at {self._server.base_url}")
+            self._server = start_local_model(self.config, lambda line: self.on_event("log", None, line))
             limits = {e.backend: self.backend(e.backend).live_sandbox_limit for e in self.config.entries}
             coop = {e.backend: self.backend(e.backend).cooperative for e in self.config.entries}
             run_all([r for r in m.results if r.status not in FINAL_STATUSES],

@@ -292,6 +292,9 @@ class Task(BaseModel):
         return not self.unsupported
 
     def path(self, rel: str | None) -> Path | None:
+        """``rel`` (a path from the metadata, relative to the task dir) as a path under ``dir``; None for
+        None."""
+
         return None if rel is None else self.dir / rel
 
 

@@ -115,42 +115,14 @@ def collect(sb: Sandbox, task, workdir: str, base: str, artifacts: Path, notes: 
     return diff
 
 
-# Like rollouts.workspace's collection: a fresh git dir in a private temp dir borrows only the
-# snapshot's objects (alternates), no system/global/repo config is read (COLLECT_ENV and -c
-# overrides), so nothing the agent wrote (config, hooks, filters, fsmonitor) runs or steers it.
-_SNAPSHOT_DIFF = r"""
-set -u
-T=$(mktemp -d /tmp/rollouts-collect.XXXXXXXXXXXXXXXX) || exit 80
-trap 'rm -rf "$T"' EXIT
-git -C "$T" init -q >/dev/null 2>&1 || exit 81
-export GIT_DIR="$T/.git" GIT_INDEX_FILE="$T/index" GIT_WORK_TREE="$W" HOME="$T" XDG_CONFIG_HOME="$T"
-printf '%s\n' "$S/objects" > "$GIT_DIR/objects/info/alternates" || exit 82
-G="git -c core.fsmonitor=false -c core.hooksPath=/dev/null -c core.attributesFile=/dev/null"
-$G read-tree "$BASE" || exit 83
-$G add -A . || exit 84
-$G diff --cached --binary --no-renames --no-ext-diff --no-textconv "$BASE" > "$T/diff" || exit 85
-n=$(wc -c < "$T/diff") || exit 86
-[ "$n" -le "$CAP" ] || { echo "oversize $n"; exit 87; }
-base64 -w0 < "$T/diff" || exit 86
-echo; echo "$SEP"
-$G diff --cached --numstat --no-renames --no-ext-diff "$BASE" | head -n 1000; echo "$SEP"
-echo "$NONCE"
-"""
-
-
 def _collect_snapshot(sb: Sandbox, task, workdir: str, base: str, artifacts: Path, notes: str,
                       secrets: list[str]) -> bytes:
     """diff.patch of the workdir against the start snapshot. A failed collection is recorded in
     repo_info.json; it fails the run only when grading needs the diff (fresh mode): VerifierError
     when no snapshot could be taken (too large, no git), GradingIntegrityError (an agent failure)
     when collecting from the agent's sandbox failed."""
-    import base64
-    import binascii
-    from secrets import token_hex
-
-    from rollouts.errors import GradingIntegrityError, VerifierError
-    from rollouts.grading.stop import exec_watched
-    from rollouts.workspace import COLLECT_ENV
+    from rollouts.errors import GradingIntegrityError, OversizeDiffError, VerifierError
+    from rollouts.workspace import collect_diff
 
     artifacts.mkdir(parents=True, exist_ok=True)
     atomic_write(artifacts / "notes.md", redact(notes or "", secrets))
@@ -163,31 +135,14 @@ def _collect_snapshot(sb: Sandbox, task, workdir: str, base: str, artifacts: Pat
         if task.meta.tests.mode == "fresh":
             error = f"fresh grading needs the workdir diff, but no snapshot was taken ({info['reason']})"
     else:
-        sep, nonce = f"--rollouts-{token_hex(8)}--", f"rollouts-collected-{token_hex(8)}"
-        env = {**GIT_ENV, **COLLECT_ENV, "W": workdir.rstrip("/") or "/", "S": SNAPSHOT_GIT_DIR, "BASE": base,
-               "CAP": str(DIFF_MAX_BYTES), "SEP": sep, "NONCE": nonce}
-        r = exec_watched(sb, _SNAPSHOT_DIFF, "collecting the workdir diff", 300, env=env, cwd="/",
-                         output_limit=DIFF_MAX_BYTES * 4 // 3 + 2 * 1024 * 1024)
-        parts = r.stdout.split(sep + "\n")
         info.update(snapshot="taken", base_commit=base)
-        if r.exit_code == 87:
-            error = f"the workdir diff is over the cap of {DIFF_MAX_BYTES} bytes"
-        elif not r.ok or r.truncated or len(parts) != 3 or parts[2].strip() != nonce:
-            error = f"collecting the workdir diff failed (exit {r.exit_code}): {r.stderr.strip()[-300:]}"
+        try:
+            c = collect_diff(sb, workdir, base, f"{SNAPSHOT_GIT_DIR}/objects", "the workdir diff", 300)
+        except (OversizeDiffError, GradingIntegrityError) as e:  # recorded; fatal below in fresh mode only
+            error = str(e)
         else:
-            try:
-                diff = base64.b64decode(parts[0].strip(), validate=True)
-            except (binascii.Error, ValueError):
-                error = "collecting the workdir diff failed: it came back malformed"
-            files = []
-            for line in parts[1].splitlines():
-                cols = line.split("\t")
-                if len(cols) == 3:
-                    files.append({"path": cols[2], "added": None if cols[0] == "-" else int(cols[0]),
-                                  "removed": None if cols[1] == "-" else int(cols[1])})
-            info["diff_stats"] = {"files_changed": len(files), "insertions": sum(f["added"] or 0 for f in files),
-                                  "deletions": sum(f["removed"] or 0 for f in files), "bytes": len(diff),
-                                  "files": files}
+            diff = c.diff
+            info["diff_stats"] = c.stats()
     if error:
         info["error"] = error
     atomic_write(artifacts / "diff.patch", redact_bytes(diff, secrets))

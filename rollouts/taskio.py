@@ -115,6 +115,8 @@ def resolve_path(p: Path) -> Path:
 
 
 def within(p: Path, root: Path) -> bool:
+    """Whether the (resolved) path ``p`` is ``root`` or lies below it."""
+
     return p == root or root in p.parents
 
 
@@ -170,3 +172,16 @@ def check_symlinks(root: Path, task_dir: Path, workspace: Path | None) -> None:
                 )
         elif not within(target, root):
             raise ConfigError(f"symlink points outside the task dir (-> {os.readlink(p)!r})", file=str(shown))
+
+
+def checked_digest(task_dir: Path, workspace: Path | None = None, extra: bytes = b"") -> str:
+    """The task's content digest: :func:`dir_digest` of the resolved ``task_dir`` plus ``extra``
+    (e.g. the overrides' bytes), after :func:`check_symlinks` (``workspace`` = the resolved
+    workspace dir, or None). ConfigError for a symlink loop or escape, or a file that cannot be read
+    (naming the task dir and the file)."""
+    root = resolve_path(task_dir)
+    check_symlinks(root, task_dir, workspace)
+    try:
+        return dir_digest(root, extra)
+    except OSError as e:
+        raise ConfigError(f"cannot read {e.filename}: {e.strerror}", file=str(task_dir)) from None

@@ -49,10 +49,13 @@ class Progress:
         self.live: LiveRuns | None = None
 
     def line(self, msg: str) -> None:
+        """Print ``msg`` as plain text (no rich markup), one line at a time across threads."""
         with self._lock:
             self.console.print(msg, markup=False)
 
     def start(self) -> None:
+        """Show progress: the live table of running runs (``-v`` on a terminal), a spinner with the
+        completed count (default on a terminal) or one count line (not a terminal)."""
         if self.verbosity >= 1 and self.tty:
             self.live = LiveRuns(self.console, self.total)
             self.live.start()
@@ -66,6 +69,7 @@ class Progress:
         return f"Running tasks... {self.done}/{self.total} completed"
 
     def stop(self) -> None:
+        """Take down the live table and spinner (idempotent)."""
         if self.live is not None:
             self.live.stop()
             self.live = None
@@ -74,6 +78,8 @@ class Progress:
             self._status = None
 
     def event(self, kind: str, rec: RunRecord | None, message: str) -> None:
+        """A runner event (``start``/``end`` of a run, ``log`` line; ``rec`` None for harness-wide
+        lines): passed to the live table, printed by verbosity, counted toward the completed total."""
         if self.live is not None:
             self.live.event(kind, rec, message)
         if kind == "log":
@@ -173,9 +179,11 @@ class LiveRuns:
         self._live = Live(console=console, get_renderable=self.render, refresh_per_second=2, transient=True)
 
     def start(self) -> None:
+        """Start redrawing the table (twice a second, cleared when stopped)."""
         self._live.start()
 
     def stop(self) -> None:
+        """Stop redrawing and remove the table from the terminal."""
         self._live.stop()
 
     def event(self, kind: str, rec: RunRecord | None, message: str) -> None:

@@ -20,8 +20,10 @@ import base64
 import binascii
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from secrets import token_hex
+from typing import Any
 
 from rollouts.errors import GradingIntegrityError, OversizeDiffError, SandboxError
 from rollouts.redact import REDACTED, is_secret, redact, secret_values
@@ -84,22 +86,27 @@ def redact_bytes(data: bytes, secrets: list[str]) -> bytes:
     return data
 
 
+# The one collection script (the agent's diff here, the workdir diff of image-state tasks in
+# rollouts.task_runtime): a fresh git dir in a private temp dir borrows only the objects of
+# $OBJECTS (alternates); no system/global/repo config is read (COLLECT_ENV and the -c overrides),
+# so nothing the agent wrote (config, hooks, filters, fsmonitor) runs or steers it.
 _COLLECT = r"""
 set -u
 T=$(mktemp -d /tmp/rollouts-collect.XXXXXXXXXXXXXXXX) || exit 80
 trap 'rm -rf "$T"' EXIT
 git -C "$T" init -q >/dev/null 2>&1 || git -C "$T" init -q || exit 81
 export GIT_DIR="$T/.git" GIT_INDEX_FILE="$T/index" GIT_WORK_TREE="$W" HOME="$T" XDG_CONFIG_HOME="$T"
-printf '%s\n' "$W/.git/objects" > "$GIT_DIR/objects/info/alternates" || exit 82
-git read-tree "$BASE" || exit 83
-git add -A . || exit 84
-git diff --cached --binary --no-renames --no-ext-diff --no-textconv "$BASE" > "$T/diff" || exit 85
+printf '%s\n' "$OBJECTS" > "$GIT_DIR/objects/info/alternates" || exit 82
+G="git -c core.fsmonitor=false -c core.hooksPath=/dev/null -c core.attributesFile=/dev/null"
+$G read-tree "$BASE" || exit 83
+$G add -A . || exit 84
+$G diff --cached --binary --no-renames --no-ext-diff --no-textconv "$BASE" > "$T/diff" || exit 85
 n=$(wc -c < "$T/diff") || exit 86
 [ "$n" -le "$CAP" ] || { echo "oversize $n"; exit 87; }
 base64 -w0 < "$T/diff" || exit 86
 echo; echo "$SEP"
-git diff --cached --numstat --no-renames --no-ext-diff "$BASE" | head -n 1000; echo "$SEP"
-head -c 300 "$W/.git/HEAD" 2>/dev/null; echo; echo "$SEP"
+$G diff --cached --numstat --no-renames --no-ext-diff "$BASE" | head -n 1000; echo "$SEP"
+if [ -n "$HEAD_FILE" ]; then head -c 300 "$HEAD_FILE" 2>/dev/null; fi; echo; echo "$SEP"
 echo "$NONCE"
 """
 _COLLECT_STEPS = {
@@ -108,6 +115,64 @@ _COLLECT_STEPS = {
     84: "git add -A (e.g. a nested repo without commits, an unreadable file)", 85: "git diff",
     86: "encode the diff",
 }
+
+
+@dataclass
+class Collected:
+    """A collected diff: ``diff`` (raw ``git diff --binary`` bytes), ``files`` (numstat rows
+    ``{path, added, removed}``, counts None for binary files, at most 1000 rows) and ``head`` (up
+    to 300 bytes of the ``head_file`` asked for, else "")."""
+
+    diff: bytes
+    files: list[dict[str, Any]]
+    head: str
+
+    def stats(self) -> dict[str, Any]:
+        """``{files_changed, insertions, deletions, bytes, files}`` for ``repo_info.json``."""
+        return {"files_changed": len(self.files), "insertions": sum(f["added"] or 0 for f in self.files),
+                "deletions": sum(f["removed"] or 0 for f in self.files), "bytes": len(self.diff),
+                "files": self.files}
+
+
+def collect_diff(sandbox: Sandbox, workdir: str, base: str, objects: str, what: str,
+                 timeout_sec: float = COLLECT_TIMEOUT_SEC, head_file: str | None = None) -> Collected:
+    """The diff of ``workdir`` against commit ``base`` (binary-safe, untracked files included, no
+    renames), computed in the sandbox by a git that borrows only the objects of the git objects
+    dir ``objects`` (see :data:`_COLLECT`), under a watchdog outside the sandbox (``timeout_sec``
+    seconds inside, plus its margin). ``what`` names the diff in errors ("the agent's diff").
+
+    Raises OversizeDiffError (diff over :data:`DIFF_MAX_BYTES`; names size and cap) or
+    GradingIntegrityError (a step failed or hung, or the output came back incomplete or
+    malformed); SandboxError (infra) only if the transport fails.
+    """
+    from rollouts.grading.stop import exec_watched
+
+    sep, nonce = f"--rollouts-{token_hex(8)}--", f"rollouts-collected-{token_hex(8)}"
+    env = {**GIT_ENV, **COLLECT_ENV, "W": workdir.rstrip("/") or "/", "OBJECTS": objects, "BASE": base,
+           "CAP": str(DIFF_MAX_BYTES), "SEP": sep, "NONCE": nonce, "HEAD_FILE": head_file or ""}
+    limit = DIFF_MAX_BYTES * 4 // 3 + 2 * 1024 * 1024
+    r = exec_watched(sandbox, _COLLECT, f"collecting {what}", timeout_sec, env=env, cwd="/", output_limit=limit)
+    if r.exit_code == 87:
+        size = r.stdout.split()[1] if len(r.stdout.split()) > 1 else "?"
+        raise OversizeDiffError(f"{what} is {size} bytes, over the cap of {DIFF_MAX_BYTES} bytes")
+    parts = r.stdout.split(sep + "\n")
+    if not r.ok or r.truncated or len(parts) != 4 or parts[3].strip() != nonce:
+        step = _COLLECT_STEPS.get(r.exit_code, f"finish (exit {r.exit_code})")
+        raise GradingIntegrityError(
+            f"collecting {what} failed: could not {step}: {r.stderr.strip()[-500:] or r.stdout[-300:]}"
+        )
+    try:
+        diff = base64.b64decode(parts[0].strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise GradingIntegrityError(f"collecting {what} failed: the diff came back malformed") from None
+    files = []
+    for line in parts[1].splitlines():
+        cols = line.split("\t")
+        if len(cols) == 3:
+            add, rem, path = cols
+            files.append({"path": path, "added": None if add == "-" else int(add),
+                          "removed": None if rem == "-" else int(rem)})
+    return Collected(diff=diff, files=files, head=parts[2].strip())
 
 
 def collect_artifacts(
@@ -129,49 +194,18 @@ def collect_artifacts(
     ``secrets`` (default: the secret-looking variables of this process's environment) are
     redacted from what is written to disk; see the module docstring.
     """
-    from rollouts.grading.stop import exec_watched
-
     secrets = secret_values(os.environ) if secrets is None else list(secrets)
     artifacts.mkdir(parents=True, exist_ok=True)
     atomic_write(artifacts / "notes.md", redact(notes or "", secrets))
-    sep, nonce = f"--rollouts-{token_hex(8)}--", f"rollouts-collected-{token_hex(8)}"
-    env = {**GIT_ENV, **COLLECT_ENV, "W": workdir.rstrip("/") or "/", "BASE": base, "CAP": str(DIFF_MAX_BYTES),
-           "SEP": sep, "NONCE": nonce}
-    limit = DIFF_MAX_BYTES * 4 // 3 + 2 * 1024 * 1024
-    r = exec_watched(sandbox, _COLLECT, "collecting the agent's diff", COLLECT_TIMEOUT_SEC, env=env, cwd="/", output_limit=limit)
-    if r.exit_code == 87:
-        size = r.stdout.split()[1] if len(r.stdout.split()) > 1 else "?"
-        raise OversizeDiffError(f"the agent's diff is {size} bytes, over the cap of {DIFF_MAX_BYTES} bytes")
-    parts = r.stdout.split(sep + "\n")
-    if not r.ok or r.truncated or len(parts) != 4 or parts[3].strip() != nonce:
-        step = _COLLECT_STEPS.get(r.exit_code, f"finish (exit {r.exit_code})")
-        raise GradingIntegrityError(
-            f"collecting the agent's diff failed: could not {step}: {r.stderr.strip()[-500:] or r.stdout[-300:]}"
-        )
-    try:
-        diff = base64.b64decode(parts[0].strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise GradingIntegrityError("collecting the agent's diff failed: the diff came back malformed") from None
-    files = []
-    for line in parts[1].splitlines():
-        cols = line.split("\t")
-        if len(cols) == 3:
-            add, rem, path = cols
-            files.append({"path": path, "added": None if add == "-" else int(add),
-                          "removed": None if rem == "-" else int(rem)})
-    head = parts[2].strip()
+    w = workdir.rstrip("/") or "/"
+    c = collect_diff(sandbox, workdir, base, f"{w}/.git/objects", "the agent's diff", head_file=f"{w}/.git/HEAD")
+    diff, head = c.diff, c.head
     info = {
         "schema_version": 1, "base_commit": base, "workdir": workdir,
         "head": head[:300] or None,
         "branch": head[len("ref: refs/heads/"):] if head.startswith("ref: refs/heads/") else None,
-        "dirty_files": [f["path"] for f in files],
-        "diff_stats": {
-            "files_changed": len(files),
-            "insertions": sum(f["added"] or 0 for f in files),
-            "deletions": sum(f["removed"] or 0 for f in files),
-            "bytes": len(diff),
-            "files": files,
-        },
+        "dirty_files": [f["path"] for f in c.files],
+        "diff_stats": c.stats(),
     }
     atomic_write(artifacts / "diff.patch", redact_bytes(diff, secrets))
     atomic_write(

@@ -341,7 +341,13 @@ class FakeSandbox:
         self.terminate_calls += 1
         await self.fake.step("terminate", self.fake.latency["terminate"])
         self.check_attached()
+        self.end()
+
+    def end(self) -> None:
+        """The sandbox finished: its filesystem is gone (this object stays for the tests to inspect)."""
         self.running = False
+        if self.fake.drop_files_on_end:
+            self.files, self.modes = {}, {}
 
     @dual
     async def poll(self):
@@ -379,7 +385,7 @@ class FakeHandle:
     async def terminate(self, *, wait=False):
         accepts(modal.Sandbox.terminate, wait=wait)
         await self.sb.fake.step("terminate", self.sb.fake.latency["terminate"])
-        self.sb.running = False  # a no-op when it already finished
+        self.sb.end()  # a no-op when it already finished
 
     @dual
     async def detach(self):
@@ -443,6 +449,7 @@ class FakeModal:
         self.handler, self.record_calls = handler, record
         self.latency = {"create": 0.0, "exec": 0.0, "fs": 0.0, "terminate": 0.0, "build": 0.0, **(latency or {})}
         self.deadline_scale = 1.0
+        self.drop_files_on_end = not record  # scale runs: a finished sandbox's files are freed, as on Modal
         self.no_capacity, self.capacity_wait = False, 0.0
         self.sandboxes: dict[str, FakeSandbox] = {}
         self.calls: list[tuple[str, tuple, dict]] = []

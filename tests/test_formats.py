@@ -242,7 +242,7 @@ def test_templates_never_written_out_resolved(run_cli, tmp_path, monkeypatch):
 
 def test_from_images_mapping_and_rewrite():
     from rollouts.image_build import rewrite_from
-    from rollouts.images import base_images_of, from_images, mapped_image
+    from rollouts.image_map import base_images_of, from_images, mapped_image
 
     df = ("ARG V=1\nFROM --platform=linux/amd64 python:3.13-slim AS build\nRUN true\n"
           "FROM build AS test\nFROM ubuntu:24.04\nFROM ${BASE}\nFROM scratch\n")

@@ -353,3 +353,205 @@ def test_agent_cannot_redirect_the_real_key(endpoint, protocol):
         assert "x-leak" not in endpoint.requests[0].headers
         _upstream_saw_only_real_key(endpoint, g)
         assert gw.exchanges("run-evil")[0].dropped_fields == sorted(hijack)
+
+
+# ---------------------------------------------------------------- provider-side tools and steering
+_IMG_DATA = "data:image/png;base64,iVBORw0KGgo="
+REFUSED = [  # (protocol, upstream kind, body fields, words the refusal names)
+    ("chat", "openai", {"tools": [{"type": "web_search_preview"}]}, "web_search_preview"),
+    ("chat", "anthropic", {"tools": [TOOLS_OPENAI[0], {"type": "web_search_20250305", "name": "web_search"}]},
+     "tools[1]"),
+    ("chat", "anthropic", {"web_search_options": {}}, "web_search_options"),
+    ("chat", "openai", {"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "http://127.0.0.1:9/x.png"}}]}]},
+     "image_url"),
+    ("chat", "openai", {"messages": [{"role": "user", "content": [
+        {"type": "file", "file": {"file_id": "file-abc"}}]}]}, "file_id"),
+    ("chat", "openai", {"messages": [{"role": "user", "content": [  # vLLM infers an untyped part's kind
+        {"video_url": {"url": "http://127.0.0.1:9/v.mp4"}}]}]}, "video_url"),
+    ("responses", "openai", {"tools": [{"type": "web_search"}]}, "'web_search'"),
+    ("responses", "openai", {"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "file_search"),
+    ("responses", "openai", {"tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]},
+     "code_interpreter"),
+    ("responses", "anthropic", {"tools": [{"type": "mcp", "server_label": "x", "server_url": "http://127.0.0.1:9/mcp"}]},
+     "'mcp'"),
+    ("responses", "openai", {"tools": [{"type": "image_generation"}]}, "image_generation"),
+    ("responses", "openai", {"tools": [{"type": "shell", "environment": {"type": "container_auto"}}]}, "'shell'"),
+    ("responses", "openai", {"prompt": {"id": "pmpt_123"}}, "prompt"),
+    ("responses", "openai", {"input": [{"role": "user", "content": [
+        {"type": "input_file", "file_url": "https://example.invalid/a.pdf"}]}]}, "file_url"),
+    ("messages", "anthropic", {"tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]},
+     "web_search_20250305"),
+    ("messages", "anthropic", {"tools": [{"type": "web_fetch_20250910", "name": "web_fetch"}]}, "web_fetch"),
+    ("messages", "openai", {"tools": [{"type": "code_execution_20250825", "name": "code_execution"}]},
+     "code_execution"),
+    ("messages", "anthropic", {"tools": [{"type": "mcp_toolset", "mcp_server_name": "x"}],
+                               "mcp_servers": [{"type": "url", "url": "http://127.0.0.1:9/mcp", "name": "x"}]},
+     "mcp_servers"),
+    ("messages", "anthropic", {"tools": [{"type": "advisor_20260301", "name": "advisor", "model": "claude-opus-4-1"}]},
+     "advisor"),
+    ("messages", "anthropic", {"container": "container_011"}, "container"),
+    ("messages", "anthropic", {"fallbacks": [{"model": "claude-opus-4-1"}]}, "fallbacks"),
+    ("messages", "openai", {"messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "url", "url": "http://127.0.0.1:9/doc.pdf"}}]}]}, "source"),
+    ("messages", "anthropic", {"messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "shot", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [
+            {"type": "image", "source": {"type": "file", "file_id": "file_1"}}]}]}]}, "'file'"),
+    ("messages", "anthropic", {"metadata": {"user_id": "u", "model_info": {"api_base": "http://127.0.0.1:9"}}},
+     "metadata"),
+]
+
+
+def _send(g, protocol: str, fields: dict):
+    """The request through the real SDK of the protocol (extra fields via ``extra_body``)."""
+    if protocol == "chat":
+        msgs = fields.pop("messages", [{"role": "user", "content": "hi"}])
+        return _oa(g).chat.completions.create(model="m", messages=msgs, extra_body=fields)
+    if protocol == "responses":
+        inp = fields.pop("input", "hi")
+        return _oa(g).responses.create(model="m", input=inp, extra_body=fields)
+    msgs = fields.pop("messages", [{"role": "user", "content": "hi"}])
+    return _an(g).messages.create(model="m", max_tokens=16, messages=msgs, extra_body=fields)
+
+
+@pytest.mark.parametrize("protocol,kind,fields,names", REFUSED,
+                         ids=[f"{p}-{k}-{n}" for p, k, _, n in REFUSED])
+def test_provider_side_tools_and_fetches_refused(endpoint, tmp_path, protocol, kind, fields, names):
+    """Server-side tools, provider-fetched URLs and account files would let the agent reach past
+    the sandbox through the provider: refused in the agent's protocol, logged, never forwarded."""
+    log = tmp_path / "ex.jsonl"
+    with _gateway(endpoint, kind=kind) as gw:
+        g = gw.register_run("run-p", log_path=log)
+        err = anthropic.BadRequestError if protocol == "messages" else openai.BadRequestError
+        with pytest.raises(err) as ei:
+            _send(g, protocol, json.loads(json.dumps(fields)))
+        assert ei.value.status_code == 400 and names in str(ei.value) and "refused" in str(ei.value)
+        assert ei.value.response.headers["x-should-retry"] == "false"
+        body = ei.value.response.json()
+        if protocol == "messages":
+            assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+        else:
+            assert body["error"]["type"] == "invalid_request_error"
+        assert endpoint.requests == [], "nothing reached the upstream"
+        (ex,) = read_exchanges(log)
+        assert (ex.status_code, ex.refused) == (400, "policy") and names in ex.error
+        assert not gw.limit_hit("run-p") and gw.usage("run-p").calls == 0
+
+
+ALLOWED = [
+    ("chat", "openai", {"tools": [TOOLS_OPENAI[0], {"type": "custom", "name": "apply_patch"}],
+                        "messages": [{"role": "user", "content": [
+                            {"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": _IMG_DATA}}]}]}),
+    ("responses", "openai", {"tools": TOOLS_RESPONSES}),
+    ("messages", "anthropic", {"tools": [*TOOLS_ANTHROPIC, {"type": "bash_20250124", "name": "bash"},
+                                         {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"}],
+                               "metadata": {"user_id": "u-1"}}),
+    ("messages", "openai", {"tools": TOOLS_ANTHROPIC, "messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "write_file",
+                                           "input": {"image_url": "http://not-content.example/x", "file_id": "x"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]}]}),
+]
+
+
+@pytest.mark.parametrize("protocol,kind,fields", ALLOWED, ids=[f"{p}-{k}" for p, k, _ in ALLOWED])
+def test_agent_tools_and_inline_content_allowed(endpoint, protocol, kind, fields):
+    """Function/custom tools, the client-executed Anthropic tools, data: images, and tool
+    arguments that merely look like URLs go through."""
+    with _gateway(endpoint, kind=kind) as gw:
+        g = gw.register_run("run-ok")
+        _send(g, protocol, json.loads(json.dumps(fields)))
+        assert len(endpoint.requests) == 1 and gw.exchanges("run-ok")[0].refused is None
+
+
+STEER = [("chat", "openai"), ("chat", "anthropic"), ("responses", "openai"), ("messages", "openai"),
+         ("messages", "anthropic")]
+
+
+@pytest.mark.parametrize("protocol,kind", STEER, ids=[f"{p}-{k}" for p, k in STEER])
+def test_request_cannot_steer_destination_model_or_credentials(endpoint, protocol, kind):
+    """Whatever model name, headers and query the agent sends, the configured model is called at
+    the configured URL with the real key, and the agent's credential headers stay behind."""
+    evil = ScriptedEndpoint(SCRIPT)
+    with evil, _gateway(endpoint, kind=kind) as gw:
+        g = gw.register_run("run-s")
+        headers = {"OpenAI-Organization": "org-evil", "OpenAI-Project": "proj-evil", "X-Forwarded-Host": evil.url,
+                   "anthropic-dangerous-direct-browser-access": "true", "X-Api-Base": evil.openai_base_url}
+        query = {"api-version": "2099-01-01", "base_url": evil.openai_base_url, "beta": "true"}
+        model = "ollama/llama3" if protocol == "chat" else "openai/gpt-4o"
+        if protocol == "messages":
+            an = anthropic.Anthropic(base_url=g.anthropic_base_url, api_key=g.token, max_retries=0,
+                                     default_headers=headers, default_query=query)
+            an.messages.create(model=model, max_tokens=16, messages=[{"role": "user", "content": "hi"}])
+        else:
+            oa = openai.OpenAI(base_url=g.openai_base_url, api_key=g.token, max_retries=0, organization="org-evil",
+                               default_headers=headers, default_query=query)
+            if protocol == "chat":
+                oa.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+            else:
+                oa.responses.create(model=model, input="hi")
+        assert evil.requests == []
+        (sent,) = endpoint.requests
+        upstream_model = "qwen-scripted" if kind == "openai" else "claude-sonnet-4-5"
+        assert sent.body["model"] == upstream_model and sent.query == ""
+        assert sent.path == ("/v1/chat/completions" if kind == "openai" else "/v1/messages")
+        leaked = {k.lower() for k in headers} | {"openai-organization", "openai-project"}
+        assert not leaked & set(sent.headers), sent.headers
+        _upstream_saw_only_real_key(endpoint, g)
+        assert gw.exchanges("run-s")[0].upstream_model == upstream_model
+
+
+def test_paths_outside_the_routes_are_not_forwarded(endpoint):
+    """Dot segments and encoded slashes are matched literally (no route), never joined to the
+    upstream URL. Sent with http.client, which does not normalise the path."""
+    import http.client
+
+    with _gateway(endpoint) as gw:
+        g = gw.register_run("run-path")
+        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+        for path in ("/v1/../v1/chat/completions", "/v1/chat/completions/../../models", "//v1/chat/completions",
+                     "/v1/chat/completions%2F..%2F..%2Fv1%2Fmessages", "/v1/./messages", "/chat/completions"):
+            conn = http.client.HTTPConnection(gw.host, gw.port, timeout=10)
+            conn.request("POST", path, body, {"Authorization": f"Bearer {g.token}",
+                                              "Content-Type": "application/json"})
+            assert conn.getresponse().status in (404, 405), path
+            conn.close()
+        assert endpoint.requests == [] and gw.exchanges("run-path") == []
+
+
+def test_bind_peer_accepts_the_token_only_from_that_address(endpoint):
+    with _gateway(endpoint) as gw:
+        g = gw.register_run("run-b")
+        gw.bind_peer("run-b", "10.213.7.2")  # the sandbox's address; this test calls from 127.0.0.1
+        with pytest.raises(openai.AuthenticationError):
+            _oa(g).chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        gw.bind_peer("run-b", "127.0.0.1")
+        assert _oa(g).chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}]).choices
+        with pytest.raises(KeyError):
+            gw.bind_peer("no-such-run", "127.0.0.1")
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_passthrough_forwards_only_api_fields(endpoint, kind):
+    """An OpenAI-/Anthropic-compatible upstream may be an aggregator or proxy that routes on body
+    fields (OpenRouter: models/provider/plugins; a LiteLLM proxy: api_base/fallbacks/mock_response):
+    on pass-through only the API's fields and known sampler options go upstream."""
+    routing = {"models": ["openai/gpt-4o"], "provider": {"order": ["x"]}, "plugins": [{"id": "web"}],
+               "route": "fallback", "api_base": "http://127.0.0.1:9", "base_url": "http://127.0.0.1:9",
+               "api_key": "sk-mine", "user_config": {"model_list": []}, "mock_response": "pwned",
+               "moderation": {"model": "omni-moderation-latest"}}
+    with _gateway(endpoint, kind=kind) as gw:
+        g = gw.register_run("run-f")
+        if kind == "openai":
+            _oa(g).chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}],
+                                           temperature=0.1, extra_body={**routing, "top_k": 20})
+            kept = {"messages", "model", "temperature", "top_k"}
+        else:
+            _an(g).messages.create(model="m", max_tokens=16, messages=[{"role": "user", "content": "hi"}],
+                                   extra_body={**routing, "output_config": {"effort": "low"}})
+            kept = {"messages", "model", "max_tokens", "output_config"}
+        (sent,) = endpoint.requests
+        assert set(sent.body) == kept, sent.body
+        assert gw.exchanges("run-f")[0].dropped_fields == sorted(routing)

@@ -200,3 +200,28 @@ def test_local_model_slots_follow_parallel():
     from rollouts.llm.local_server import MAX_SLOTS, rollout_slots
 
     assert [rollout_slots(p) for p in (1, 2, 4, 8, 200)] == [1, 2, 4, 8, MAX_SLOTS]
+
+
+def test_services_check_agents_before_any_run(tmp_path, monkeypatch):
+    """Installed agents only on docker (exit 2 naming the entry); a remote model without a key is
+    exit 3; no local server or gateway when no entry needs one."""
+    from types import SimpleNamespace
+
+    from rollouts.errors import EnvironmentNotReady
+    from rollouts.run.services import check_agents, make_gateways, start_local_model
+
+    def cfg(*entries):
+        return SimpleNamespace(path=tmp_path / "b.toml", pricing={}, parallel=4, entries=[
+            SimpleNamespace(index=i, agent=a, backend=b, model=m) for i, (a, b, m) in enumerate(entries)])
+
+    with pytest.raises(ConfigError) as e:
+        check_agents(cfg(("oracle", "docker", "none"), ("codex", "modal", "local")))
+    assert e.value.field == "tasks[1].backend"
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://api.openai.com/v1")
+    with pytest.raises(EnvironmentNotReady):
+        check_agents(cfg(("shell", "docker", "gpt-4o-mini")))
+    plain = cfg(("oracle", "docker", "none"), ("nop", "docker", "none"))
+    check_agents(plain)
+    assert start_local_model(plain, print) is None
+    assert make_gateways(plain, lambda: None, "r", lambda: "") is None

@@ -569,6 +569,13 @@ def test_full_marks_with_failed_junit_tests_is_an_error():
         _verify(sb)
 
 
+def test_broken_junit_does_not_count_as_zero_tests():
+    sb = FakeSandbox(files={"/logs/verifier/reward.json": b'{"reward": 0.5, "tests_passed": 1, "tests_total": 2}',
+                            "/logs/verifier/junit.xml": b"<testsuite><testcase name="})
+    v = _verify(sb)
+    assert v.tests == [] and v.standard_metrics["tests_total"] == 2 and v.standard_metrics["tests_passed"] == 1
+
+
 def test_oversized_reward_file_is_a_verifier_error_not_infra():
     sb = FakeSandbox(files={"/logs/verifier/reward.json": b" " * (5 * 1024 * 1024) + b'{"reward": 1}'})
     with pytest.raises(RewardFileError, match="larger than"):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from rollouts.report import stats
+from rollouts.report import quantiles, stats
 from rollouts.report.stats import (
     VERDICTS,
     clustered_mean_ci,
@@ -515,7 +515,7 @@ def test_stats_sign_flip_equals_scipy_permutation_test_when_exact():
 def test_stats_t_quantile_equals_scipy():
     for conf in (0.8, 0.9, 0.95, 0.99, 0.999):
         for df in [*range(1, 230), 500, 1000, 10_000, 1_000_000]:
-            assert stats._t_quantile(conf, df) == pytest.approx(sps.t.ppf(0.5 + conf / 2, df), rel=1e-7)
+            assert quantiles.t_quantile(conf, df) == pytest.approx(sps.t.ppf(0.5 + conf / 2, df), rel=1e-7)
 
 
 def test_stats_summary_imports_neither_numpy_nor_scipy():

@@ -40,11 +40,9 @@ from rollouts.formats.harbor_schema import ArtifactSpec, TaskConfig, parse_size_
 from rollouts.formats.tb_meta import apply_overrides, read_text, validate_meta
 from rollouts.task import Task
 from rollouts.taskio import (
-    check_symlinks,
-    dir_digest,
+    checked_digest,
     format_validation_error,
     read_bytes_checked,
-    resolve_path,
 )
 
 __all__ = ["FORMAT", "REFUSED", "TaskConfig", "expand_env", "parse_size_mb", "translate"]
@@ -312,12 +310,7 @@ class HarborFormat:
         env_templates = expand_meta_env(meta_raw, dict(os.environ if environ is None else environ), problems)
         meta = validate_meta(meta_raw, path)
         meta, extra = apply_overrides(meta, overrides)
-        root = resolve_path(task_dir)
-        check_symlinks(root, task_dir, None)
-        try:
-            digest = dir_digest(root, extra)
-        except OSError as e:
-            raise ConfigError(f"cannot read {e.filename}: {e.strerror}", file=str(task_dir)) from None
+        digest = checked_digest(task_dir, None, extra)
         return Task(dir=task_dir, meta=meta, instruction=instruction, digest=digest, format=self.name,
                     unsupported=problems, notes=notes, env_templates=env_templates)
 

@@ -41,6 +41,8 @@ def parse_size_mb(value: str, field: str) -> int:
 
 
 class Author(_Model):
+    """``[[task.authors]]``: a name and an optional e-mail."""
+
     name: str
     email: str | None = None
 
@@ -56,6 +58,9 @@ class PackageInfo(_Model):
 
 
 class Healthcheck(_Model):
+    """``[environment.healthcheck]``: a command retried until it succeeds before the agent starts (times in
+    seconds)."""
+
     command: str
     interval_sec: float = 5.0
     timeout_sec: float = 30.0
@@ -65,11 +70,15 @@ class Healthcheck(_Model):
 
 
 class Tpu(_Model):
+    """``[environment.tpu]`` (refused here: no TPUs)."""
+
     type: str
     topology: str
 
 
 class McpServer(_Model):
+    """``[[environment.mcp_servers]]`` (refused here: MCP servers for the agent are not supported)."""
+
     name: str
     transport: str = "sse"
     url: str | None = None
@@ -139,6 +148,8 @@ class Agent(_Model):
 
 
 class Collect(_Model):
+    """``[[verifier.collect]]``: a hook run in a compose service before grading (refused here)."""
+
     command: str
     service: str = "main"
     timeout_sec: float = 60.0
@@ -160,10 +171,15 @@ class Verifier(_Model):
 
 
 class Solution(_Model):
+    """``[solution]``: environment variables for ``solution/solve.sh`` (``${VAR}`` templates allowed)."""
+
     env: dict[str, EnvValue] = Field(default_factory=dict)
 
 
 class ArtifactSpec(_Model):
+    """One ``artifacts`` entry in table form: a path in the sandbox (relative = to the workdir) and where it
+    goes among the run's artifacts."""
+
     source: str
     destination: str | None = None
     exclude: list[str] = Field(default_factory=list)
@@ -171,6 +187,8 @@ class ArtifactSpec(_Model):
 
 
 class Step(_Model):
+    """``[[steps]]`` of a multi-step task (refused here: multi-step tasks are not supported)."""
+
     name: str
     agent: Agent = Field(default_factory=Agent)
     verifier: Verifier = Field(default_factory=Verifier)

@@ -14,9 +14,8 @@ from pydantic import ValidationError
 from rollouts.errors import ConfigError
 from rollouts.task import META_FILE, Task, TaskMeta
 from rollouts.taskio import (
-    check_symlinks,
+    checked_digest,
     deep_merge,
-    dir_digest,
     format_validation_error,
     inside,
     read_bytes_checked,
@@ -114,11 +113,7 @@ class TbMetaFormat:
         need(meta.solution, "solution", "file")
         assert instruction_path is not None
         instruction = read_text(instruction_path, "instruction file")
-        check_symlinks(root, task_dir, workspace)
-        try:
-            digest = dir_digest(root, extra)
-        except OSError as e:
-            raise ConfigError(f"cannot read {e.filename}: {e.strerror}", file=str(task_dir)) from None
+        digest = checked_digest(task_dir, workspace, extra)
         return Task(dir=task_dir, meta=meta, instruction=instruction, digest=digest, format=self.name,
                     unsupported=problems, env_templates=templates)
 

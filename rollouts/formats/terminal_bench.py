@@ -27,7 +27,7 @@ from rollouts.errors import ConfigError
 from rollouts.formats.harbor import dockerfile_workdir, expand_meta_env
 from rollouts.formats.tb_meta import apply_overrides, validate_meta
 from rollouts.task import Task, materialize
-from rollouts.taskio import check_symlinks, dir_digest, read_bytes_checked, resolve_path
+from rollouts.taskio import checked_digest, read_bytes_checked
 
 TASK_FILE = "task.yaml"
 COMPOSE_FILES = ("docker-compose.yaml", "docker-compose.yml")
@@ -249,12 +249,7 @@ class TerminalBenchFormat:
         env_templates = expand_meta_env(meta_raw, dict(os.environ), problems)  # compose's ${VAR:-default}
         meta = validate_meta(meta_raw, path)
         meta, extra = apply_overrides(meta, overrides)
-        root = resolve_path(task_dir)
-        check_symlinks(root, task_dir, None)
-        try:
-            digest = dir_digest(root, extra)
-        except OSError as e:
-            raise ConfigError(f"cannot read {e.filename}: {e.strerror}", file=str(task_dir)) from None
+        digest = checked_digest(task_dir, None, extra)
         notes.append("network on (Terminal-Bench 1 containers had the network)")
         return Task(dir=materialize(task_dir, overlay, digest), origin=task_dir, meta=meta, instruction=instruction,
                     digest=digest, format=self.name, unsupported=problems, notes=notes,

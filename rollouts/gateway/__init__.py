@@ -41,10 +41,38 @@ OpenAI protocols get 429 ``insufficient_quota``, Anthropic gets 400 ``invalid_re
 (both with ``x-should-retry: false``). A response that takes the run over its budget is still
 delivered (it has been paid for); the run is then exhausted and every later request is refused.
 Upstream failures pass through with the upstream's status (502 when it gave none), the real key
-scrubbed from messages. Requests in the endpoint's own protocol are forwarded as they are
-(``passthrough``); translated ones reach litellm with only their protocol's public API fields
+scrubbed from messages. Requests in the endpoint's own protocol are forwarded without translation
+(``passthrough``, with the API fields plus ``passthrough.EXTRA_FIELDS``: an aggregator upstream may
+route on others); translated ones reach litellm with only their protocol's public API fields
 (``proxy.API_FIELDS``: litellm takes keyword arguments such as ``base_url`` from the same dict, so
 anything else is dropped and named in ``Exchange.dropped_fields``).
+
+What a request may ask of the provider (:mod:`rollouts.gateway.policy`, every path): text
+generation and calls of the agent's own tools only. Provider-side tools (web search/fetch, code
+execution, MCP connectors, file search, image generation, another model), URLs the provider would
+download, account files and stored prompts get 400 in the agent's protocol
+(``invalid_request_error``, ``x-should-retry: false``), are logged with ``refused="policy"`` and are
+never forwarded; they do not count as the budget's ``limit``. Nothing else of the request decides
+where it goes or with which credentials: the URL is ``UpstreamSpec.base_url`` plus the protocol's
+fixed path (the request's path and query are not used), the model is always ``UpstreamSpec.model``
+(a ``model`` such as ``ollama/x`` or ``openai/x`` in the body is replaced, never routed), the key is
+always ``UpstreamSpec.api_key``, and the only request headers forwarded are ``anthropic-version``
+and ``anthropic-beta`` (Messages pass-through).
+
+Binding a token to its sandbox (``bind_peer``; the installed-agent runtime should call it): on
+Docker, once the run's sandbox has started on the rollout's :class:`~rollouts.gateway.network.
+GatewayNetwork` and before the agent's first request::
+
+    from rollouts.gateway.network import sandbox_address
+    ip = sandbox_address(docker_client, sandbox.id, net.name)   # the container's IP on that network
+    gw.bind_peer(run_id, ip)
+
+Then the token is accepted only from that address: another sandbox on the same network that got
+hold of it is refused (401) like one without a token. Requests are checked against the TCP peer
+address the gateway sees, so bind only when every request of the run comes from the sandbox: a
+host-side agent (or the host reaching the gateway at the bridge address for a health check with
+the run's token) would then be refused. Do not bind where the sandbox's source address is not its
+own (Modal tunnels, NAT): there every request arrives from the tunnel's address.
 """
 
 from rollouts.gateway.core import Gateway

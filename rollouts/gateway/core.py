@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from rollouts.errors import ConfigError
-from rollouts.gateway import proxy
+from rollouts.gateway import passthrough, policy, proxy
 from rollouts.gateway.models import Exchange, ExchangeUsage, Protocol, RunGrant, RunLimits, UpstreamSpec
 from rollouts.gateway.passthrough import applies as passthrough_ok
 from rollouts.gateway.serve import ThreadedServer
@@ -287,8 +287,16 @@ class Gateway:
         stream = bool(body.get("stream"))
         ex = Exchange(seq=seq, run_id=run.run_id, protocol=protocol, stream=stream, started_at=started,
                       upstream_model=self.upstream.model, request=body)
-        if not passthrough_ok(self.upstream, protocol):  # litellm reads its own kwargs from the body
+        if passthrough_ok(self.upstream, protocol):  # a proxy upstream may route on unknown fields
+            ex.dropped_fields = passthrough.forwarded(protocol, body)[1]
+        else:  # litellm reads its own kwargs from the body
             ex.dropped_fields = proxy.api_fields(protocol, body)[1]
+        why = policy.refusal(protocol, body)  # provider-side tools, fetched URLs, account files
+        if why is not None:
+            ex.status_code, ex.refused, ex.error = 400, "policy", why
+            ex.latency_sec = time.monotonic() - t0
+            self._charge(run, ex)
+            return self._error(protocol, 400, why, "invalid_request_error", headers=_NO_RETRY)
         estimate = estimate_prompt_tokens(body)
         why = self._admit(run, estimate)
         if why is not None:

@@ -122,9 +122,10 @@ class Exchange(BaseModel):
 
     ``request``: the JSON body as the agent sent it. ``response``: the JSON body the agent got (for
     a stream: the assembled final message/response), None if it failed. ``status_code``: HTTP
-    status returned to the agent. ``refused``: why the gateway answered itself (``"limit"``), else
-    None. ``dropped_fields``: request fields outside the protocol's public API, not forwarded
-    (translated requests only). ``latency_sec``: from request received to last byte sent; ``ttft_sec``: to the first
+    status returned to the agent. ``refused``: why the gateway answered itself (``"limit"``: the run's
+    budget; ``"policy"``: the request asked the provider for something outside the sandbox, see
+    :mod:`rollouts.gateway.policy`), else None. ``dropped_fields``: request fields outside the protocol's public API (plus, on
+    pass-through, ``passthrough.EXTRA_FIELDS``), not forwarded. ``latency_sec``: from request received to last byte sent; ``ttft_sec``: to the first
     streamed event (streams only). Times ISO-8601 UTC.
     """
 

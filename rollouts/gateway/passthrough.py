@@ -8,6 +8,12 @@ about a millisecond instead of litellm's tens (``bench/bench_gateway.py``):
 - Messages → Anthropic (``{base}/v1/messages``), with the agent's ``anthropic-version`` /
   ``anthropic-beta`` headers.
 
+Only the protocol's public API fields (``proxy.API_FIELDS``) plus :data:`EXTRA_FIELDS` are forwarded;
+the rest is dropped and named in ``Exchange.dropped_fields``. An OpenAI- or Anthropic-compatible
+upstream can be an aggregator or proxy that routes on body fields (OpenRouter's ``models``,
+``provider`` and web-search ``plugins``; a LiteLLM proxy's ``api_base``, ``fallbacks``,
+``mock_response``), so the agent's unknown fields must not reach it.
+
 Streams are forwarded frame by frame (SSE); :func:`assemble_chat` / :func:`assemble_messages`
 rebuild the final message from the frames for the exchange log.
 """
@@ -23,6 +29,28 @@ from typing import Any
 from rollouts.gateway.models import Protocol, UpstreamSpec
 
 _PASS_HEADERS = ("anthropic-version", "anthropic-beta")
+
+#: Fields forwarded besides the protocol's public API: sampler and template options of the
+#: OpenAI-compatible servers (llama.cpp, vLLM) and newer Anthropic request fields that neither route
+#: nor bill elsewhere (``fallbacks`` and ``billing_policy`` are refused by the policy).
+EXTRA_FIELDS: dict[str, frozenset[str]] = {
+    "chat": frozenset({
+        "top_k", "min_p", "typical_p", "repetition_penalty", "min_tokens", "ignore_eos", "chat_template_kwargs",
+        "cache_prompt", "mirostat", "mirostat_tau", "mirostat_eta", "grammar", "json_schema", "guided_json",
+        "guided_regex", "guided_choice", "guided_grammar", "skip_special_tokens", "include_stop_str_in_output",
+        "prompt_cache_retention", "prompt_cache_options"}),
+    "messages": frozenset({
+        "output_config", "cache_control", "speed", "inference_geo", "compaction", "diagnostics", "thread",
+        "fallback_credit_token"}),
+}
+
+
+def forwarded(protocol: Protocol, body: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """(the fields of ``body`` forwarded on pass-through, the names of the fields dropped)."""
+    from rollouts.gateway.proxy import API_FIELDS
+
+    allowed = API_FIELDS[protocol] | EXTRA_FIELDS.get(protocol, frozenset()) | {"model", "stream", "stream_options"}
+    return ({k: v for k, v in body.items() if k in allowed}, sorted(k for k in body if k not in allowed))
 _http: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> httpx.AsyncClient
 
 
@@ -43,7 +71,7 @@ async def request(up: UpstreamSpec, protocol: Protocol, body: dict[str, Any], he
     http = _http.get(loop)
     if http is None:  # one connection pool per gateway (each serves on its own loop)
         http = _http[loop] = httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=30.0), trust_env=False)
-    payload = {**body, "model": up.model}
+    payload = {**forwarded(protocol, body)[0], "model": up.model}
     if protocol == "messages":
         h = {k: headers[k] for k in _PASS_HEADERS if k in headers}
         h.setdefault("anthropic-version", "2023-06-01")

@@ -58,9 +58,12 @@ class Reply:
 
 @dataclass
 class RecordedRequest:
+    """One request as the endpoint received it (``query``: the raw query string, "" if none)."""
+
     path: str
     headers: dict[str, str]
     body: dict[str, Any] = field(default_factory=dict)
+    query: str = ""
 
 
 def _prompt_tokens(body: dict) -> int:
@@ -130,7 +133,7 @@ class ScriptedEndpoint:
 
     async def _admit(self, request: Request, protocol: str) -> tuple[dict | None, JSONResponse | None]:
         body = await request.json()
-        self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
+        self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body, request.url.query))
         if self.api_key is not None:
             bearer = request.headers.get("authorization", "")
             got = bearer[7:] if bearer.lower().startswith("bearer ") else request.headers.get("x-api-key")

@@ -117,12 +117,14 @@ def parse_reward_txt(raw: bytes) -> float:
         raise RewardFileError(f"reward.txt must hold one number, got {raw[:80]!r}") from None
 
 
-def parse_junit(raw: bytes) -> list[dict[str, Any]]:
-    """Per-test results from a JUnit XML file: [{name, outcome: passed|failed|error|skipped, time}]."""
+def parse_junit(raw: bytes) -> list[dict[str, Any]] | None:
+    """Per-test results from a JUnit XML file: [{name, outcome: passed|failed|error|skipped, time
+    (seconds)}]; None when it is not well-formed XML (per-test results are optional: the reward
+    files decide, and an unreadable junit.xml must not read as "0 tests")."""
     try:
         root = ET.fromstring(raw)
     except ET.ParseError:
-        return []
+        return None
     out = []
     for tc in root.iter("testcase"):
         outcome = "passed"
@@ -232,8 +234,9 @@ def _score_from(out: _VerifierOutput, r: ExecResult, verdict: Verdict, exit_chec
         junit = out.read("junit.xml", max_bytes=32 * 1024 * 1024)
     except RewardFileError:
         junit = None  # per-test results are optional; a huge file only loses them
-    if junit:
-        verdict.tests = parse_junit(junit)
+    tests = parse_junit(junit) if junit else None
+    if tests is not None:
+        verdict.tests = tests
         verdict.standard_metrics["tests_total"] = float(len(verdict.tests))
         verdict.standard_metrics["tests_passed"] = float(sum(t["outcome"] == "passed" for t in verdict.tests))
     if r.timed_out:

@@ -31,7 +31,7 @@ Intervals (the one rule: **no interval of zero width from a finite sample**)
   of unbounded values has no honest interval and gets ``None``.
 * Paired differences of two rollouts: :mod:`rollouts.report.paired`.
 
-Normal quantiles come from :class:`statistics.NormalDist`, and the arithmetic is plain Python
+Quantiles come from :mod:`rollouts.report.quantiles` (normal and Student t, no SciPy), and the arithmetic is plain Python
 (groups hold a handful of runs, where NumPy's per-call overhead dominates): a summary imports
 neither NumPy nor SciPy.
 
@@ -50,14 +50,13 @@ References
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import NamedTuple
 
 from rollouts.report.passk import pass_at_k, pass_at_k_curve, pass_hat_k, pass_hat_k_curve  # noqa: F401 (re-exported)
+from rollouts.report.quantiles import normal_quantile, t_quantile
 
 #: Names of the comparison half of the API, re-exported lazily from :mod:`rollouts.report.paired`
 #: (which needs NumPy; a summary does not).
@@ -118,54 +117,6 @@ def _sd(arr: list[float]) -> float:
     return math.sqrt(math.fsum((x - m) ** 2 for x in arr) / (len(arr) - 1))
 
 
-@functools.lru_cache(maxsize=64)
-def _z(confidence: float) -> float:
-    """Two-sided standard normal quantile z_{(1+confidence)/2}."""
-    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
-
-
-def _t_central(theta: float, df: int) -> float:
-    """P(|T| < t) for Student t with integer ``df`` at ``theta = atan(t / sqrt(df))``: the finite
-    series of Abramowitz & Stegun 1964, 26.7.3 (odd df) and 26.7.4 (even df)."""
-    c2, sin = math.cos(theta) ** 2, math.sin(theta)
-    if df % 2:  # odd: (2/pi) * (theta + sin * cos * (1 + 2/3 c^2 + 2*4/(3*5) c^4 + ...))
-        term, acc = 1.0, 0.0
-        for j in range(1, (df - 1) // 2 + 1):
-            acc += term
-            term *= c2 * (2 * j) / (2 * j + 1)
-        return 2.0 / math.pi * (theta + (sin * math.cos(theta) * acc if df > 1 else 0.0))
-    term, acc = 1.0, 0.0  # even: sin * (1 + 1/2 c^2 + 1*3/(2*4) c^4 + ...)
-    for j in range(1, df // 2 + 1):
-        acc += term
-        term *= c2 * (2 * j - 1) / (2 * j)
-    return sin * acc
-
-
-@functools.lru_cache(maxsize=256)
-def _t_quantile(confidence: float, df: int) -> float:
-    """Two-sided Student t quantile t_{df, (1+confidence)/2}, without SciPy (its import costs more
-    than half of a summary's budget): bisection on the exact central probability (A&S 26.7.3-4)
-    for df <= 200, the Cornish-Fisher expansion in 1/df (A&S 26.7.5, error O(df^-4)) beyond.
-    Agrees with ``scipy.stats.t.ppf`` to 1e-7 relative (tests/test_stats.py)."""
-    if df > 200:
-        z = _z(confidence)
-        z3, z5, z7 = z**3, z**5, z**7
-        return (
-            z
-            + (z3 + z) / (4 * df)
-            + (5 * z5 + 16 * z3 + 3 * z) / (96 * df**2)
-            + (3 * z7 + 19 * z5 + 17 * z3 - 15 * z) / (384 * df**3)
-        )
-    lo, hi = 0.0, math.pi / 2
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        if _t_central(mid, df) < confidence:
-            lo = mid
-        else:
-            hi = mid
-    return math.sqrt(df) * math.tan((lo + hi) / 2)
-
-
 # --------------------------------------------------------------------------------------------
 # intervals
 # --------------------------------------------------------------------------------------------
@@ -185,7 +136,7 @@ def wilson_ci(successes: float, n: float, confidence: float = 0.95) -> tuple[flo
         raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
     if n == 0:
         return None
-    z = _z(float(confidence))
+    z = normal_quantile(float(confidence))
     p = min(1.0, successes / n)
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2.0 * n)) / denom
@@ -197,7 +148,7 @@ def wilson_ci(successes: float, n: float, confidence: float = 0.95) -> tuple[flo
 def _t_ci(arr: list[float], confidence: float) -> tuple[float, float] | None:
     if len(arr) < 2 or min(arr) == max(arr):
         return None  # no variance estimate: an unbounded constant sample has no honest interval
-    half = _t_quantile(confidence, len(arr) - 1) * _sd(arr) / math.sqrt(len(arr))
+    half = t_quantile(confidence, len(arr) - 1) * _sd(arr) / math.sqrt(len(arr))
     m = math.fsum(arr) / len(arr)
     return m - half, m + half
 
@@ -234,11 +185,6 @@ def mean_ci(
     """
     res = _mean_ci(_floats(values, none_as_zero=False), confidence, method)
     return None if res is None else (res[0], res[1])
-
-
-def _k_interval(lo: float, hi: float, k: int) -> tuple[tuple[float, float], tuple[float, float]]:
-    """(pass@k, pass^k) intervals from an interval (lo, hi) of the per-run pass probability."""
-    return (1.0 - (1.0 - lo) ** k, 1.0 - (1.0 - hi) ** k), (lo**k, hi**k)
 
 
 # --------------------------------------------------------------------------------------------
@@ -416,5 +362,5 @@ def clustered_mean_ci(
         return ClusteredMean(mean, se, lo, hi, n, n_clusters, n_eff, "wilson-clustered")
     if not se:
         return ClusteredMean(mean, se, None, None, n, n_clusters)
-    half = _t_quantile(confidence, n_clusters - 1) * se
+    half = t_quantile(confidence, n_clusters - 1) * se
     return ClusteredMean(mean, se, mean - half, mean + half, n, n_clusters, None, "clustered-t")

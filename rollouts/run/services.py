@@ -1,0 +1,63 @@
+"""What a rollout needs besides sandboxes, checked before any run and started once: model keys
+and backend constraints of its agents, the local model server (one slot per run in flight) and
+the model gateways of installed agents."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rollouts.agents import get_agent
+from rollouts.config import BenchmarkConfig
+from rollouts.errors import ConfigError
+
+# Installed agents' prompts (Codex, Claude Code) are many thousands of tokens: 32k (Qwen2.5's
+# context) per slot for them.
+INSTALLED_SLOT_CTX = 32768
+
+
+def check_agents(config: BenchmarkConfig) -> None:
+    """Before any run: a model key for every remote model an agent needs (EnvironmentNotReady,
+    exit 3), and installed agents only on the docker backend (ConfigError, exit 2)."""
+    prices = config.pricing or None
+    for e in config.entries:
+        agent = get_agent(e.agent)
+        if e.model != "local" and agent.needs_model:
+            from rollouts.llm.client import ModelClient
+
+            ModelClient(e.model, price_overrides=prices).close()  # no key -> exit 3
+        if agent.uses_gateway and e.backend != "docker":
+            raise ConfigError(f"agent {e.agent!r} runs on the docker backend only for now (its layer is a "
+                              f"Docker volume), not {e.backend!r}", file=str(config.path),
+                              field=f"tasks[{e.index}].backend")
+        if e.model != "local" and agent.uses_gateway:
+            from rollouts.gateway import UpstreamSpec
+
+            UpstreamSpec.for_model(e.model)  # no key -> exit 3
+
+
+def start_local_model(config: BenchmarkConfig, log: Callable[[str], None]):
+    """The local model server when an entry's agent uses ``model = "local"`` (started, ready),
+    else None: ``rollout_slots(parallel)`` slots, so runs do not queue for the model behind each
+    other (a queue wait would count against their agent time)."""
+    local = [get_agent(e.agent) for e in config.entries if e.model == "local"]
+    if not any(a.needs_model or a.uses_gateway for a in local):
+        return None
+    from rollouts.llm.local_server import SLOT_CTX, LocalModelServer, rollout_slots
+
+    n = rollout_slots(config.parallel)
+    slot_ctx = INSTALLED_SLOT_CTX if any(a.uses_gateway for a in local) else SLOT_CTX
+    log(f"starting the local model server (llama.cpp, Qwen2.5-Coder-0.5B, {n} slot(s))")
+    server = LocalModelServer(n_ctx=slot_ctx * n, n_parallel=n)
+    server.start()
+    log(f"local model server ready at {server.base_url}")
+    return server
+
+
+def make_gateways(config: BenchmarkConfig, docker_client: Callable[[], object], rollout_id: str,
+                  local_base_url: Callable[[], str]):
+    """The rollout's gateways for installed agents (None when no entry has one)."""
+    if not any(get_agent(e.agent).uses_gateway for e in config.entries):
+        return None
+    from rollouts.agents.installed.runtime import AgentGateways
+
+    return AgentGateways(docker_client(), rollout_id, local_base_url=local_base_url, prices=config.pricing or None)
