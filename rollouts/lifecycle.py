@@ -235,7 +235,8 @@ def _life(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path, got: dic
             client.close()
         if endpoint is not None:  # the agent phase did not end normally: revoke the token
             env.gateways.release(rec.run_id)
-    graded = base_out.model_copy(update={"reward": out.reward, "metrics": out.metrics})
+    # timings: base_out copied them before the verifier phase was measured
+    graded = base_out.model_copy(update={"reward": out.reward, "metrics": out.metrics, "timings": dict(timings)})
     if out.status == "error":
         error = task_runtime.explain_verifier_error(task, run_dir, out.error) if out.error_kind == "verifier" else out.error
         return graded.model_copy(update={"status": "error", "error_kind": out.error_kind, "error": error})

@@ -346,8 +346,10 @@ class FakeSandbox:
     def end(self) -> None:
         """The sandbox finished: its filesystem is gone (this object stays for the tests to inspect)."""
         self.running = False
-        if self.fake.drop_files_on_end:
-            self.files, self.modes = {}, {}
+        if self.fake.drop_files_on_end:  # scale runs: forgotten entirely, as Modal forgets finished ones
+            self.files, self.modes, self.dirs = {}, {}, set()
+            with self.fake.lock:
+                self.fake.sandboxes.pop(self.object_id, None)
 
     @dual
     async def poll(self):

@@ -334,6 +334,7 @@ def test_rollout_of_installed_agents(run_cli, tmp_path, base_image):
 
 # ---------------------------------------------------------------------- the local model (slow)
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # ~13 min at a load average of 20 on 2 cores (bench/bench_installed_local.py)
 def test_installed_agents_on_the_local_model(run_cli, tmp_path, base_image):
     """Each agent on `model = "local"` (Qwen2.5-Coder-0.5B, 32k context) through the gateway:
     status completed or limit, tokens counted by the gateway, an ATIF trajectory with at least one

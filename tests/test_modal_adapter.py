@@ -694,7 +694,7 @@ def pipeline_handler(sb, argv, cwd, env, user):
     cmd = " ".join(argv)
     if "rollouts: base" in cmd and "git rev-parse HEAD" in cmd:
         return 0, f"{BASE_SHA}\n".encode(), b""
-    if "git diff --cached --binary" in cmd and "NONCE" in cmd:  # workspace._COLLECT: the diff on stdout
+    if "base64 -w0" in cmd and "NONCE" in cmd:  # workspace._COLLECT: the diff on stdout
         sep = env["SEP"]
         out = (f"{base64.b64encode(PATCH).decode()}\n{sep}\n1\t0\tgreeting.txt\n{sep}\nref: refs/heads/main\n"
                f"{sep}\n{env['NONCE']}\n")  # fmt: skip

@@ -59,6 +59,8 @@ def config_toml(endpoint: Endpoint, opts: CodexOptions) -> str:
         'approval_policy = "never"',
         'sandbox_mode = "danger-full-access"',
         "check_for_update_on_startup = false",
+        # the sandbox has no network and the gateway refuses provider-side tools (policy.py)
+        'web_search = "disabled"',
     ]
     if opts.reasoning_effort:
         lines.append(f"model_reasoning_effort = {_toml_str(opts.reasoning_effort)}")
