@@ -54,10 +54,12 @@ class EnvironmentNotReady(RolloutsError):
 class SandboxError(RolloutsError):
     """An infrastructure failure in a sandbox backend (start, exec transport, file copy).
 
-    Runs that hit it are recorded as ``error`` with reason ``infra`` and may be retried.
+    Runs that hit it are recorded as ``error`` with reason ``infra`` and are retried unless the
+    class sets ``retryable = False`` (a retry would only repeat a long wait).
     """
 
     error_kind = "infra"
+    retryable = True
 
 
 class ImageBuildError(SandboxError):
@@ -99,9 +101,10 @@ class OversizeDiffError(AgentError):
 class SandboxCapacityError(SandboxError):
     """The backend found no capacity for a sandbox after its own bounded wait (Modal's
     ``Sandbox.create`` waits up to ~21 min). An infrastructure failure; retrying the run at once
-    would wait that long again."""
+    would wait that long again, so it is not retried."""
 
     error_kind = "infra"
+    retryable = False
 
 
 class SandboxFileNotFound(SandboxError, FileNotFoundError):

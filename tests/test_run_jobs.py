@@ -151,6 +151,23 @@ def test_retries_only_infra_and_keep_each_attempt():
     assert out is harness and calls == [1]  # never retried
 
 
+def test_capacity_exhausted_is_infra_but_not_retried(tmp_path):
+    """Modal's Sandbox.create already waited ~21 min for capacity: a retry would wait again."""
+    from rollouts.errors import SandboxCapacityError, SandboxError
+    from rollouts.run.outcome import apply_outcome, outcome_of
+
+    full = outcome_of(SandboxCapacityError("no capacity after 21 min"), [], tmp_path)
+    blip = outcome_of(SandboxError("connection reset"), [], tmp_path)
+    assert (full.error_kind, full.retryable) == ("infra", False)
+    assert (blip.error_kind, blip.retryable) == ("infra", True)
+    calls = []
+    out = with_retries(lambda n: calls.append(n) or full, max_retries=5, cancel=threading.Event(), wait=wait_none())
+    assert out is full and calls == [1]
+    rec = _rec(0, "running")
+    apply_outcome(rec, full)  # the retry flag is the outcome's, not the manifest's
+    assert rec.status == "error" and rec.error_kind == "infra" and not hasattr(rec, "no_retry")
+
+
 def test_cancel_interrupts_the_backoff_at_once():
     cancel = threading.Event()
     infra = RunOutcome(status="error", error_kind="infra", error="e")

@@ -53,11 +53,12 @@ class RunOutcome(BaseModel):
     launch_rc: int | None = None
     integrity: str | None = None  # grading integrity label (rollouts.grading.integrity)
     agent_options: dict | None = None  # options as run (installed agents pin their version); None: unchanged
+    no_retry: bool = False  # an infra failure that a retry would only repeat (SandboxCapacityError)
 
     @property
     def retryable(self) -> bool:
-        """Only infra failures are retried."""
-        return self.status == "error" and self.error_kind == "infra"
+        """Only infra failures are retried, and not those whose error says a retry is futile."""
+        return self.status == "error" and self.error_kind == "infra" and not self.no_retry
 
 
 def kind_of(exc: BaseException) -> ErrorKind:
@@ -83,7 +84,8 @@ def outcome_of(exc: BaseException, secrets: list[str], run_dir: Path | None = No
     msg = redact(f"{type(exc).__name__}: {exc}", secrets)
     if kind == "harness":
         msg = f"internal error (a bug of rollouts; traceback in {HARNESS_LOG}): {msg}"
-    return RunOutcome(status="error", error_kind=kind, error=msg[:4000], **partial)
+    no_retry = kind == "infra" and not getattr(exc, "retryable", True)
+    return RunOutcome(status="error", error_kind=kind, error=msg[:4000], no_retry=no_retry, **partial)
 
 
 def apply_outcome(rec: RunRecord, out: RunOutcome) -> None:
@@ -91,6 +93,8 @@ def apply_outcome(rec: RunRecord, out: RunOutcome) -> None:
     ``integrity`` only when the attempt got that far)."""
     for name in RunOutcome.model_fields:
         value = getattr(out, name)
+        if name == "no_retry":
+            continue
         if value is not None or name not in ("agent_options", "integrity"):
             setattr(rec, name, value)
     rec.finished_at = now_iso()
