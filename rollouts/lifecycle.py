@@ -26,6 +26,7 @@ from rollouts.config import TaskEntry
 from rollouts.errors import Cancelled, DeadlineExceeded, ModelError, RolloutsError, SandboxError
 from rollouts.grading.grade import grade_fresh, grade_shared, start_grading_sandbox
 from rollouts.grading.integrity import task_label
+from rollouts.grading.stop import stop_agent
 from rollouts.redact import redact
 from rollouts.run.outcome import RunOutcome, outcome_of
 from rollouts.run.owner import labels_for
@@ -195,6 +196,10 @@ def _life(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path, got: dic
             endpoint = None
             got["usage"], budget_hit = g.usage, g.limit_hit
         t0 = time.monotonic()
+        if result.status == "timeout":
+            # what the agent left running (a fork bomb, a runaway loop) must not outlive its time nor
+            # starve collection: stop it as grading would (rollouts/grading/stop.py), then collect
+            log(stop_agent(sb, task.meta.tests.stop))
         diff = task_runtime.collect(sb, task, workdir, base, run_dir / "artifacts",
                                     redact(result.notes, env.secrets), env.secrets)
         phase("collect", t0)
