@@ -23,7 +23,14 @@ from typing import Any
 from rollouts import task_runtime
 from rollouts.agents import AgentContext, AgentResult, get_agent
 from rollouts.config import TaskEntry
-from rollouts.errors import Cancelled, DeadlineExceeded, ModelError, RolloutsError, SandboxError
+from rollouts.errors import (
+    Cancelled,
+    DeadlineExceeded,
+    GradingIntegrityError,
+    ModelError,
+    RolloutsError,
+    SandboxError,
+)
 from rollouts.grading.grade import grade_fresh, grade_shared, start_grading_sandbox
 from rollouts.grading.integrity import task_label
 from rollouts.grading.stop import stop_agent
@@ -197,11 +204,18 @@ def _life(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path, got: dic
             got["usage"], budget_hit = g.usage, g.limit_hit
         t0 = time.monotonic()
         if result.status == "timeout":
-            # what the agent left running (a fork bomb, a runaway loop) must not outlive its time nor
-            # starve collection: stop it as grading would (rollouts/grading/stop.py), then collect
+            # what the agent left running (a runaway loop) must not outlive its time nor touch the
+            # workspace during collection: stop it as grading would (rollouts/grading/stop.py)
             log(stop_agent(sb, task.meta.tests.stop))
-        diff = task_runtime.collect(sb, task, workdir, base, run_dir / "artifacts",
-                                    redact(result.notes, env.secrets), env.secrets)
+        notes = redact(result.notes, env.secrets)
+        try:
+            diff = task_runtime.collect(sb, task, workdir, base, run_dir / "artifacts", notes, env.secrets)
+        except GradingIntegrityError as e:
+            # something the agent left behind (a fork bomb holding every pid) defeated collection:
+            # stop everything it started, then collect once more; a second failure is the agent's
+            log(f"collection failed ({e}); stopping the agent's processes and collecting again")
+            log(stop_agent(sb, task.meta.tests.stop))
+            diff = task_runtime.collect(sb, task, workdir, base, run_dir / "artifacts", notes, env.secrets)
         phase("collect", t0)
         agent_status = {"timeout": "agent_timeout", "error": "error"}.get(result.status, "completed")
         error = None

@@ -181,7 +181,9 @@ def test_runaway_agents_are_stopped_and_siblings_complete(tmp_path, base_image):
     m = manifest_of(data, "runaway")
     st = {r["task_name"]: r for r in m["results"]}
     assert st["never_ends"]["status"] == "agent_timeout" and st["never_ends"]["reward"] == 0.0
-    assert st["fork_bomb"]["status"] == "agent_timeout"
+    # the bomb holds every pid, so whether its `sleep` ever forks (timeout) or not (the script ends
+    # early) is chance; either way the bomb is stopped, collection succeeds and the run is a counted 0
+    assert st["fork_bomb"]["status"] in ("agent_timeout", "completed") and st["fork_bomb"]["reward"] == 0.0
     assert st["memory_hog"]["status"] in ("completed", "error") and st["memory_hog"]["reward"] == 1.0
     assert st["gigabyte_out"]["reward"] == 1.0
     log = (Path(st["gigabyte_out"]["run_dir"]) / "logs" / "agent.log").stat().st_size
