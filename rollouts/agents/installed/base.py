@@ -19,6 +19,7 @@ sandbox sees it and the per-run token; never a provider key).
 
 from __future__ import annotations
 
+import json
 import shlex
 from abc import abstractmethod
 from dataclasses import dataclass, field
@@ -182,3 +183,17 @@ class SandboxCliAgent(InstalledAgent):
 
 def _exists(ctx: AgentContext, path: str) -> bool:
     return ctx.sandbox.exec(["test", "-f", path], timeout=30).exit_code == 0
+
+
+def jsonl_events(jsonl: str) -> list[dict]:
+    """The JSON objects of an agent's JSONL session log (Codex ``--json``, Claude Code
+    ``stream-json``), in order; non-JSON lines and a torn last line of a killed agent are skipped."""
+    out = []
+    for line in jsonl.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn last line of a killed agent
+    return out

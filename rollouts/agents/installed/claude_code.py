@@ -17,12 +17,17 @@ stream-json events are kept as ``agent/claude.jsonl``, its transcripts as
 
 from __future__ import annotations
 
-import json
-
 from pydantic import Field
 
 from rollouts.agents.base import AgentContext
-from rollouts.agents.installed.base import STATE_DIR, CliOptions, Endpoint, Launch, SandboxCliAgent
+from rollouts.agents.installed.base import (
+    STATE_DIR,
+    CliOptions,
+    Endpoint,
+    Launch,
+    SandboxCliAgent,
+    jsonl_events,
+)
 from rollouts.agents.installed.layer import LAYER_MOUNT, Package
 
 DEFAULT_VERSION = "0.2.189"  # claude-agent-sdk; bundles Claude Code 2.1.332
@@ -80,7 +85,7 @@ class ClaudeCodeAgent(SandboxCliAgent):
 
     def final_message(self, session_log: str) -> str:
         last = ""
-        for ev in _events(session_log):
+        for ev in jsonl_events(session_log):
             if ev.get("type") == "result" and isinstance(ev.get("result"), str):
                 last = ev["result"]
             elif ev.get("type") == "assistant":
@@ -91,18 +96,7 @@ class ClaudeCodeAgent(SandboxCliAgent):
         return last
 
     def count_steps(self, session_log: str) -> int:
-        return sum(1 for ev in _events(session_log) if ev.get("type") == "assistant"
+        return sum(1 for ev in jsonl_events(session_log) if ev.get("type") == "assistant"
                    for c in (ev.get("message") or {}).get("content") or []
                    if isinstance(c, dict) and c.get("type") == "tool_use")
 
-
-def _events(jsonl: str) -> list[dict]:
-    out = []
-    for line in jsonl.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line of a killed agent
-    return out

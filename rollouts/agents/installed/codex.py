@@ -23,7 +23,14 @@ import json
 from pydantic import Field
 
 from rollouts.agents.base import AgentContext
-from rollouts.agents.installed.base import STATE_DIR, CliOptions, Endpoint, Launch, SandboxCliAgent
+from rollouts.agents.installed.base import (
+    STATE_DIR,
+    CliOptions,
+    Endpoint,
+    Launch,
+    SandboxCliAgent,
+    jsonl_events,
+)
 from rollouts.agents.installed.layer import LAYER_MOUNT, Package
 
 DEFAULT_VERSION = "0.163.0"
@@ -107,25 +114,14 @@ class CodexAgent(SandboxCliAgent):
 
     def final_message(self, session_log: str) -> str:
         last = ""
-        for ev in _events(session_log):
+        for ev in jsonl_events(session_log):
             item = ev.get("item") or {}
             if ev.get("type") == "item.completed" and item.get("type") == "agent_message":
                 last = item.get("text", "")
         return last
 
     def count_steps(self, session_log: str) -> int:
-        return sum(1 for ev in _events(session_log)
+        return sum(1 for ev in jsonl_events(session_log)
                    if ev.get("type") == "item.completed"
                    and (ev.get("item") or {}).get("type") in ("command_execution", "file_change", "mcp_tool_call"))
 
-
-def _events(jsonl: str) -> list[dict]:
-    out = []
-    for line in jsonl.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line of a killed agent
-    return out
