@@ -47,6 +47,7 @@ from rollouts.sandbox.base import (
     wrap_command,
 )
 
+RESTART_READY_SEC = 10.0  # bound on the wait for a restarted container to accept an exec
 _TRANSPORT_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, ConnectionError, socket.error)
 
 
@@ -215,10 +216,28 @@ class DockerSandbox(Sandbox):
         )
 
     def restart_processes(self) -> None:
-        """``docker restart -t 0``: SIGKILL to the whole PID namespace, same filesystem."""
+        """``docker restart -t 0``: SIGKILL to the whole PID namespace, same filesystem. Returns
+        once the engine accepts an exec again: right after a restart runc can still refuse one
+        ("cannot exec in a stopped state", exit 126), which is the engine's state, not the agent's.
+        Raises SandboxEndedError / SandboxError as the other calls do."""
         c = self._need()
         try:
             c.restart(timeout=0)
+            deadline = time.monotonic() + RESTART_READY_SEC
+            while True:
+                c.reload()
+                if c.status == "running":
+                    try:
+                        if c.exec_run(["true"]).exit_code == 0:
+                            return
+                    except docker.errors.APIError:
+                        pass  # the same refusal, raised instead of returned: poll again
+                if time.monotonic() > deadline:
+                    raise SandboxError(
+                        f"container {self.spec.name} did not accept an exec within {RESTART_READY_SEC:g}s of "
+                        f"its restart (status {c.status})"
+                    )
+                time.sleep(0.05)
         except _TRANSPORT_ERRORS as e:
             self._raise_gone_or(e, "restart")
 
