@@ -64,3 +64,22 @@ def test_resolve_latest_and_errors(tmp_path):
         store.resolve("bench", "20990101__00-00-00", False)
     with pytest.raises(ConfigError, match="invalid manifest"):
         store.load_manifest("bench", "20250102__00-00-00")
+
+
+def test_models_written_as_json_dumps_would(tmp_path):
+    """A model is serialised by pydantic-core (fast, straight to bytes): the same JSON as
+    ``json.dumps(model_dump())`` (non-ASCII kept, NaN/Infinity as constants that read back)."""
+    from rollouts.store import RunRecord, Usage
+
+    rec = RunRecord(run_id="r-0", run_dir="/runs/r-0", task_dir="t", task_name="tâche ✓", entry_index=0,
+                    rollout_index=0, agent="a", model="m", reward=1e-7, error="line\n\u2028\x00",
+                    metrics={"nan": float("nan"), "inf": float("inf")}, usage=Usage(cost_usd=0.1 + 0.2))
+    p = tmp_path / "r.json"
+    atomic_write_json(p, rec)
+    text = p.read_text(encoding="utf-8")
+    assert "tâche ✓" in text and text.endswith("}\n") and "NaN" in text and "Infinity" in text
+    expect = json.loads(json.dumps(rec.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    got = json.loads(text)
+    assert str(got.pop("metrics")) == str(expect.pop("metrics")) and got == expect
+    back = RunRecord.model_validate_json(p.read_bytes())
+    assert back.usage.cost_usd == 0.1 + 0.2 and back.metrics["inf"] == float("inf")
