@@ -1,5 +1,6 @@
 """The runner's jobs one by one (no Docker): the outcome mapping, the scheduler's limits, the
-pure resume planner, retries whose back-off a cancel interrupts, ownership and the reaper."""
+pure resume planner, the coalescing manifest writer, retries whose back-off a cancel interrupts,
+ownership and the reaper."""
 
 from __future__ import annotations
 
@@ -25,13 +26,15 @@ from rollouts.errors import (
     SandboxFileNotFound,
     VerifierError,
 )
+from rollouts.run import manifest as manifest_mod
+from rollouts.run.manifest import ManifestWriter
 from rollouts.run.outcome import HARNESS_LOG, RunOutcome, apply_outcome, kind_of, outcome_of
 from rollouts.run.owner import is_orphan, labels_for, owner_alive, owner_labels, reap_dead
 from rollouts.run.resume import fresh_record, plan_resume
 from rollouts.run.retry import with_retries
 from rollouts.run.scheduler import run_all
 from rollouts.sandbox.base import LABEL_HOST, LABEL_PID, LABEL_PID_START, LABEL_ROLLOUT, LABEL_RUN
-from rollouts.store import Attempt, Manifest, RunRecord
+from rollouts.store import Attempt, Manifest, RunRecord, Store
 
 
 # ----------------------------------------------------------------------------------- outcome
@@ -133,6 +136,67 @@ def test_resume_planner_is_pure_and_complete():
     assert plan.rerun == [(1, "running"), (2, "pending"), (3, "cancelled"), (6, "running")]
     r = fresh_record(_rec(1, "running", error="x", reward=1.0, attempts=[Attempt(attempt=1, error="e", dir="d")]))
     assert (r.status, r.reward, r.error, len(r.attempts)) == ("pending", None, None, 1)
+
+
+# ----------------------------------------------------------------------------------- manifest writer
+def _writer_setup(tmp_path, n=20, **kw):
+    store = Store(tmp_path)
+    m = Manifest(config="c", config_digest="d", name="n", created_at="x", rollout_id="x", started_at="x",
+                 tool_version="0", host="h", pid=1, parallel=1, max_retries=0, tasks=[],
+                 results=[_rec(i, "pending") for i in range(n)])
+    return store, m, ManifestWriter(store, m, threading.Event(), **kw)
+
+
+def _on_disk(store, m):
+    return Manifest.model_validate_json((store.rollout_dir(m.name, m.rollout_id) / "manifest.json").read_bytes())
+
+
+def test_manifest_writes_are_coalesced_and_each_result_written_at_once(tmp_path):
+    """With the flusher running, a burst of run state changes is one or two manifest rewrites
+    (at most every ``interval``), yet every final run is on disk at once in task_results/ (what
+    resume reads after a crash) and the manifest catches up within an interval; finalize writes
+    the rollout's end state at once."""
+    store, m, w = _writer_setup(tmp_path, interval=1.0)
+    w.save(force=True)
+    assert w.writes == 1
+    w.start_flusher()
+    for r in m.results:
+        r.status, r.reward = "completed", 1.0
+        assert w.save_run(r, final=True)
+    results = store.rollout_dir("n", "x") / "task_results"
+    assert sorted(p.name for p in results.iterdir()) == sorted(f"{r.run_id}.json" for r in m.results)
+    assert w.writes == 1 and {r.status for r in _on_disk(store, m).results} == {"pending"}
+    deadline = time.monotonic() + 5
+    while {r.status for r in _on_disk(store, m).results} != {"completed"} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert {r.status for r in _on_disk(store, m).results} == {"completed"}
+    assert w.writes == 2  # the 20 changes: one rewrite
+    w.finalize()
+    assert _on_disk(store, m).status == "completed" and _on_disk(store, m).finished_at and w.writes == 3
+    assert not w.save_run(m.results[0], final=True)  # finalized: workers write no more
+
+
+def test_manifest_writer_without_flusher_writes_every_change(tmp_path):
+    store, m, w = _writer_setup(tmp_path, n=2)
+    w.save_run(m.results[0], final=False)
+    w.save_run(m.results[1], final=False)
+    assert w.writes == 2
+
+
+def test_manifest_writer_backs_off_when_a_write_is_slow(tmp_path, monkeypatch):
+    """A write that took 0.2 s of CPU (a huge manifest) is not repeated for 10 x 0.2 s, whatever
+    ``interval`` says: the writer's share of the process stays ~10%."""
+    store, m, w = _writer_setup(tmp_path, n=2, interval=0.05)
+    clock = iter(range(0, 10_000, 1))
+    monkeypatch.setattr(manifest_mod.time, "thread_time", lambda: next(clock) * 0.2)
+    w.save(force=True)
+    assert w._next - time.monotonic() > 1.5
+    w.start_flusher()
+    w.save()
+    time.sleep(0.5)
+    assert w.writes == 1  # still backing off
+    w.finalize()  # the end is written at once regardless
+    assert w.writes == 2 and _on_disk(store, m).status == "failed"  # its 2 runs never ran
 
 
 # ----------------------------------------------------------------------------------- retries
