@@ -778,8 +778,33 @@ def run_scale(tmp: Path, runs: int = 500, parallel: int = 200, latency: dict | N
         "peak_running_sandboxes": peak["running_sandboxes"], "start_threads": start["threads"],
         "peak_threads": peak["threads"], "start_rss_mib": round(start["rss"] / 2**20, 1),
         "peak_rss_mib": round(peak["rss"] / 2**20, 1), "start_fds": start["fds"], "peak_fds": peak["fds"],
-        "image_builds": len(fake.builds), "manifest": manifest,
+        "image_builds": len(fake.builds), "manifest_writes": r.writer.writes, "manifest": manifest,
     }  # fmt: skip
+
+
+def test_fake_keeps_nothing_per_call_or_per_finished_sandbox():
+    """The fake's own memory is not charged to the harness at scale: one cached signature per SDK
+    method however many calls (synchronicity gives a new partial per attribute access), and a
+    scale fake (record=False) forgets a terminated sandbox and its files, as Modal does."""
+    import tests.modal_fake as mf
+
+    for _ in range(50):
+        accepts(modal.Sandbox.exec, "true", timeout=1)
+        accepts(modal.Sandbox.terminate, wait=False)
+    n = len(mf._signatures)
+    for _ in range(50):
+        accepts(modal.Sandbox.exec, "true", timeout=1)
+        accepts(modal.Sandbox.terminate, wait=False)
+    assert len(mf._signatures) == n
+    with pytest.raises(TypeError):
+        accepts(modal.Sandbox.exec, "true", no_such_arg=1)
+    fake = FakeModal(record=False)
+    app = fake.App.lookup("a", create_if_missing=True)
+    sb = fake.Sandbox.create("sleep", "infinity", app=app)
+    sb.filesystem.write_bytes(b"x" * 1000, "/tmp/f")
+    assert list(fake.sandboxes) == [sb.object_id]
+    sb.terminate()
+    assert fake.sandboxes == {} and sb.files == {}
 
 
 def test_scale_500_runs_at_parallel_200(tmp_path):
