@@ -43,7 +43,7 @@ def images() -> None:
 def images_build(force: bool, config: str | None) -> None:
     """Build the base image locally (mmdebstrap + docker import; no registry needed)."""
     from rollouts.images import ensure_base_image, ensure_task_image
-    from rollouts.sandbox.docker import docker_client
+    from rollouts.sandbox.docker_engine import docker_client
 
     client = docker_client()
     ref = ensure_base_image(client, log=lambda s: console.print(f"{PREFIX} {s}", markup=False), force=force)
