@@ -1,4 +1,4 @@
-"""The command line: ``eval-rollouts`` / ``python scripts/eval_rollouts.py``: the group, ``run``, ``view``.
+"""The command line (``eval-rollouts``, ``scripts/eval_rollouts.py``): the group, ``run``, ``view``.
 
 The other commands live in their own modules, imported only when used (``_LAZY_COMMANDS``):
 summarize, eval (:mod:`rollouts.commands.results`); check, images build, clean, schema

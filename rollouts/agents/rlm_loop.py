@@ -1,5 +1,7 @@
-"""One ``rlm`` agent run (see :mod:`rollouts.agents.rlm`): the recursive loop of model turns and REPL
-cells, sub-calls (``llm_query`` / ``rlm_query``) and child RLMs, usage per depth, the trajectory."""
+"""One ``rlm`` run's loop: model turns, REPL cells, sub-calls, child RLMs, usage per depth, trajectory.
+
+The agent around it (options, set-up, answer, notes) is :mod:`rollouts.agents.rlm`; sub-calls are
+``llm_query`` / ``rlm_query`` made from the model's code."""
 
 from __future__ import annotations
 

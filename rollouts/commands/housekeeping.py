@@ -1,5 +1,8 @@
-"""``check``, ``images build``, ``clean``, ``schema``: validate configs and tasks, build images, and
-remove what dead rollouts left on this host."""
+"""``check``, ``images build``, ``clean``, ``schema``: validate, build images, remove leftovers.
+
+``check`` validates a config and its tasks without running anything; ``images build`` builds the
+base (and task) images; ``clean`` removes what rollouts whose harness is gone left on this host;
+``schema`` prints the JSON Schema of tb_meta.json."""
 
 from __future__ import annotations
 

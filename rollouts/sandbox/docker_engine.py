@@ -1,5 +1,4 @@
-"""The local Docker engine as the docker backend reaches it: the pinged client, engine facts
-(CPUs), the transport errors to expect, and forced container removal."""
+"""The local Docker engine: the pinged client, its CPU count, transport errors, forced removal."""
 
 from __future__ import annotations
 
