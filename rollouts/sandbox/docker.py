@@ -27,6 +27,7 @@ from rollouts.sandbox.docker_engine import (
     docker_client,
     engine_cpus,
     force_remove,
+    shared_client,
     short_error,
 )
 from rollouts.sandbox.docker_sandbox import DockerSandbox
@@ -48,7 +49,7 @@ class DockerBackend(SandboxBackend):
     @property
     def client(self) -> docker.DockerClient:
         if self._client is None:
-            self._client = docker_client()
+            self._client = shared_client()
         return self._client
 
     def preflight(self) -> None:

@@ -37,6 +37,20 @@ def docker_client(timeout: int = 120) -> docker.DockerClient:
         ) from None
 
 
+_SHARED: dict[tuple[str | None, str | None], docker.DockerClient] = {}
+
+
+def shared_client() -> docker.DockerClient:
+    """The process's one :func:`docker_client` for the current ``DOCKER_HOST``/``DOCKER_CONTEXT``
+    (made and pinged on first use): ``check``'s image lookups and the backend share it, so a
+    command connects and negotiates the API version once (fixed cost per command, issue 13).
+    Raises EnvironmentNotReady like :func:`docker_client` (nothing is cached then)."""
+    key = (os.environ.get("DOCKER_HOST"), os.environ.get("DOCKER_CONTEXT"))
+    if key not in _SHARED:
+        _SHARED[key] = docker_client()
+    return _SHARED[key]
+
+
 _ENGINE_CPUS: dict[int, float] = {}
 
 
