@@ -19,9 +19,9 @@ def missing_images_lines(cfg: BenchmarkConfig) -> list[str]:
     tasks = [e.task for e in cfg.entries if e.backend == "docker"]
     if not tasks or cfg.pull_images:
         return []
-    from rollouts.sandbox.docker import docker_client
+    from rollouts.sandbox.docker_engine import shared_client
 
-    missing = missing_base_images(docker_client(), tasks, cfg.images)
+    missing = missing_base_images(shared_client(), tasks, cfg.images)
     return [f"missing image {ref} (no registry; map it in [images]): needed by {', '.join(names)}"
             for ref, names in sorted(missing.items())]
 
@@ -31,9 +31,9 @@ def cpu_notes(cfg: BenchmarkConfig) -> list[str]:
     entries = [e for e in cfg.entries if e.backend == "docker"]
     if not entries:
         return []
-    from rollouts.sandbox.docker import docker_client, engine_cpus
+    from rollouts.sandbox.docker_engine import engine_cpus, shared_client
 
-    have = engine_cpus(docker_client())
+    have = engine_cpus(shared_client())
     seen: dict[str, float] = {e.task.name: e.resources.cpus for e in entries if e.resources.cpus > have}
     return [f"note: {name} asks for {cpus:g} CPUs; the engine has {have:g}: it runs with {have:g}"
             for name, cpus in seen.items()]

@@ -27,8 +27,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from filelock import FileLock
-
 from rollouts.errors import ConfigError, EnvironmentNotReady
 from rollouts.formats import is_task_dir
 from rollouts.task import cache_root
@@ -160,6 +158,8 @@ def fetch_task(git_url: str, commit: str, path: str) -> Path:
     if (root / COMPLETE).is_file() and (root / COMPLETE).read_text().find(f"\n{path}\n") >= 0:
         return dest
     root.parent.mkdir(parents=True, exist_ok=True)
+    from filelock import FileLock
+
     with FileLock(str(root) + ".lock"):
         marker = root / COMPLETE
         if marker.is_file() and f"\n{path}\n" in marker.read_text():

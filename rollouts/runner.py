@@ -15,7 +15,7 @@ from rollouts.config import BenchmarkConfig, TaskEntry
 from rollouts.errors import Cancelled, ConfigError, RolloutsError
 from rollouts.lifecycle import RunEnv, execute_run, record_infra_failure
 from rollouts.redact import secret_values
-from rollouts.run.manifest import ManifestWriter, build_manifest, revision_of
+from rollouts.run.manifest import ManifestWriter, build_manifest, revision_later, revision_of
 from rollouts.run.outcome import RunOutcome, apply_outcome
 from rollouts.run.owner import owner_alive, reap_dead
 from rollouts.run.resume import check_resumable, fresh_record, plan_resume, read_saved_results
@@ -45,6 +45,7 @@ class Runner:
         self.writer: ManifestWriter | None = None
         self._backends: dict[str, SandboxBackend] = {}
         self._server, self._env = None, None
+        self._revision = revision_later(config)  # read while the preflight runs
 
     def backend(self, name: str) -> SandboxBackend:
         if name not in self._backends:
@@ -78,7 +79,7 @@ class Runner:
 
     def new_manifest(self) -> Manifest:
         """Create the rollout folder, manifest, runs.txt and the ``latest`` pointer."""
-        m = build_manifest(self.config, self.store.reserve_rollout_id(), self.store, self.secrets)
+        m = build_manifest(self.config, self.store.reserve_rollout_id(), self.store, self.secrets, self._revision)
         self._adopt(m)
         self.store.write_runs_txt(m)
         return m

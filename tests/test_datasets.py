@@ -232,7 +232,7 @@ def test_readme_config_snippets_are_valid_configs():
 
     import tomllib
 
-    from rollouts.config import BenchmarkFile
+    from rollouts.config_file import BenchmarkFile
 
     text = (ROOT / "README.md").read_text()
     tb2 = re.search(r"cat > tb2.toml <<'TOML'\n(.*?)\nTOML\n", text, re.S)

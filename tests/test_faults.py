@@ -181,9 +181,14 @@ def test_runaway_agents_are_stopped_and_siblings_complete(tmp_path, base_image):
     m = manifest_of(data, "runaway")
     st = {r["task_name"]: r for r in m["results"]}
     assert st["never_ends"]["status"] == "agent_timeout" and st["never_ends"]["reward"] == 0.0
-    # the bomb holds every pid, so whether its `sleep` ever forks (timeout) or not (the script ends
-    # early) is chance; either way the bomb is stopped, collection succeeds and the run is a counted 0
-    assert st["fork_bomb"]["status"] in ("agent_timeout", "completed") and st["fork_bomb"]["reward"] == 0.0
+    # the bomb holds every pid, so whether its `sleep` ever forks (timeout), the script ends early
+    # (completed) or bash itself fails to fork and exits non-zero (the oracle's solution failed: an
+    # agent error) is chance; every way the bomb is stopped, collection succeeds and the run is a
+    # counted 0 — never infra, never a harness error
+    bomb = st["fork_bomb"]
+    assert (bomb["status"] in ("agent_timeout", "completed")
+            or (bomb["status"] == "error" and bomb["error_kind"] == "agent")), bomb
+    assert bomb["reward"] == 0.0
     assert st["memory_hog"]["status"] in ("completed", "error") and st["memory_hog"]["reward"] == 1.0
     assert st["gigabyte_out"]["reward"] == 1.0
     log = (Path(st["gigabyte_out"]["run_dir"]) / "logs" / "agent.log").stat().st_size

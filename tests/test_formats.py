@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from rollouts.errors import ConfigError
-from rollouts.formats import detect_format, formats
+from rollouts.formats import REGISTRY, detect_format, formats
+from rollouts.formats.envtemplate import expand_env
 from rollouts.formats.harbor import FORMAT as HARBOR
-from rollouts.formats.harbor import REFUSED, expand_env, parse_size_mb
+from rollouts.formats.harbor import REFUSED, parse_size_mb
 from rollouts.task import load_task
 from tests.conftest import ROOT
 
@@ -31,6 +32,8 @@ def _cache(tmp_path, monkeypatch):
 
 def test_registry_has_one_entry_per_format():
     assert list(formats()) == ["tb_meta", "harbor", "terminal_bench"]
+    for name, fmt in formats().items():  # the lazy registry's marker/module line agrees with the module
+        assert (fmt.name, fmt.marker) == (name, REGISTRY[name][0])
     assert detect_format(HARBOR_OK[0]).name == "harbor"
     assert detect_format(TB_OK[0]).name == "terminal_bench"
     assert detect_format(ROOT / "data/tasks/prepared/shell_hello_file").name == "tb_meta"

@@ -11,7 +11,8 @@ import openai
 import pytest
 
 from rollouts.gateway import Gateway, RunLimits, UpstreamSpec
-from rollouts.llm.local_server import LocalModelServer, ensure_model_file
+from rollouts.llm.local_model import ensure_model_file
+from rollouts.llm.local_server import LocalModelServer
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 

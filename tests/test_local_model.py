@@ -10,7 +10,8 @@ import psutil
 import pytest
 
 from rollouts.llm.client import ModelClient
-from rollouts.llm.local_server import MODEL_BYTES, MODEL_SHA256, LocalModelServer, ensure_model_file
+from rollouts.llm.local_model import MODEL_BYTES, MODEL_SHA256, ensure_model_file
+from rollouts.llm.local_server import LocalModelServer
 
 pytestmark = pytest.mark.llm
 
@@ -81,9 +82,9 @@ def test_missing_chunk_package(monkeypatch, tmp_path):
 
 def test_hash_mismatch_refused(monkeypatch, tmp_path):
     from rollouts.errors import EnvironmentNotReady
-    from rollouts.llm import local_server
+    from rollouts.llm import local_model
 
-    monkeypatch.setattr(local_server, "MODEL_SHA256", "0" * 64)
+    monkeypatch.setattr(local_model, "MODEL_SHA256", "0" * 64)
     monkeypatch.setenv("ROLLOUTS_CACHE", str(tmp_path))
     with pytest.raises(EnvironmentNotReady, match="sha256"):
         ensure_model_file()

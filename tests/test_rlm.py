@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from rollouts.agents import AgentContext, get_agent
-from rollouts.agents.rlm import parse_final
+from rollouts.agents.rlm_channel import parse_final
 from rollouts.atif_agents import native_of  # the agent's record inside its ATIF trajectory
 from rollouts.families import QATask, write_task
 from rollouts.llm.client import ModelClient

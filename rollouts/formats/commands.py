@@ -69,7 +69,7 @@ def describe(task: Task) -> list[tuple[str, str]]:
 def meta_for_disk(task: Task) -> dict:
     """``task.meta`` as JSON with templated env entries put back as their ``${VAR}`` templates (the
     values resolved from the host, possibly keys, are never written out)."""
-    from rollouts.formats.harbor import ENV_MAPS
+    from rollouts.formats.envtemplate import ENV_MAPS
 
     data = task.meta.model_dump(mode="json")
     for name, t in task.env_templates.items():

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from rollouts.errors import ConfigError
+from rollouts.formats.envtemplate import expand_meta_env
 from rollouts.task import META_FILE, Task, TaskMeta
 from rollouts.taskio import (
     checked_digest,
@@ -84,8 +85,6 @@ class TbMetaFormat:
         raw = read_json(meta_path)
         if not isinstance(raw, dict):
             raise ConfigError(f"expected a JSON object, got {type(raw).__name__}", file=str(meta_path))
-        from rollouts.formats.harbor import expand_meta_env
-
         problems: list[str] = []
         raw = copy.deepcopy(raw)
         validate_meta(raw, meta_path)  # errors in tb_meta.json itself name tb_meta.json

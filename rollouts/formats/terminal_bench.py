@@ -24,7 +24,8 @@ from typing import Any
 import yaml
 
 from rollouts.errors import ConfigError
-from rollouts.formats.harbor import dockerfile_workdir, expand_meta_env
+from rollouts.formats.envtemplate import expand_meta_env
+from rollouts.formats.harbor import dockerfile_workdir
 from rollouts.formats.tb_meta import apply_overrides, validate_meta
 from rollouts.task import Task, materialize
 from rollouts.taskio import checked_digest, read_bytes_checked

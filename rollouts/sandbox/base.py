@@ -97,6 +97,33 @@ class ExecResult:
         return self.stdout or self.stderr
 
 
+class CappedOutput:
+    """One exec output stream as backends collect it: keeps the first ``limit`` bytes, counts the
+    rest (``total``, in bytes) without holding it; :meth:`text` is the UTF-8 text (invalid bytes
+    replaced) with a truncation note when bytes were dropped."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.buf = bytearray()
+        self.total = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.limit - len(self.buf)
+        if room > 0:
+            self.buf += chunk[:room]
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.buf)
+
+    def text(self) -> str:
+        s = self.buf.decode("utf-8", errors="replace")
+        if self.truncated:
+            s += f"\n[... output truncated: {self.total} bytes, kept {len(self.buf)}]\n"
+        return s
+
+
 def wrap_command(cmd: str | list[str], timeout: float | None) -> list[str]:
     """argv that runs ``cmd`` (a shell string, or an argv list) under an in-sandbox timeout.
 

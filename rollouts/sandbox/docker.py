@@ -1,398 +1,38 @@
-"""Docker backend of the sandbox interface (docker-py against the local engine).
+"""Docker backend of the sandbox interface: creates DockerSandboxes, caches task images, lists leftovers.
 
-One container per run: ``sleep infinity`` under ``init=True`` (so SIGTERM works), labelled with
-the tool, rollout id, run id and harness pid; cpu/memory/pids limits; ``network_mode="none"``
-unless the task asks for network, or the rollout's internal gateway network
-(``SandboxSpec.network`` a ``NetworkAttachment``, see ``rollouts.gateway.network``). Each exec is ``timeout -k 2 <s> bash -c CMD`` inside the
-container (Docker's exec API has no timeout or kill), streamed with an output cap. A timer removes
-the container at ``spec.lifetime_sec`` as the backstop. Measured floor on these machines: ~0.3 s to
-start, ~75 ms per exec round trip (``shared/ANCHORS.md``).
+docker-py against the local engine: task images looked up once per process, leftovers listed and
+removed by label, the base image built on demand.
+
+One container per run is a :class:`~rollouts.sandbox.docker_sandbox.DockerSandbox`; the engine
+client and its errors are in :mod:`rollouts.sandbox.docker_engine`.
 """
 
 from __future__ import annotations
 
-import io
-import os
-import posixpath
-import shutil
-import socket
-import tarfile
-import tempfile
 import threading
-import time
-from concurrent.futures import Future
-from pathlib import Path
 
 import docker
 import docker.errors
-import requests.exceptions
 
-from rollouts.errors import (
-    EnvironmentNotReady,
-    OutputLimitExceeded,
-    SandboxEndedError,
-    SandboxError,
-    SandboxFileNotFound,
-)
-from rollouts.sandbox import aioloop
+from rollouts.errors import SandboxError
 from rollouts.sandbox.base import (
-    DEFAULT_OUTPUT_LIMIT,
     LABEL_TOOL,
     TOOL_NAME,
-    ExecResult,
-    NetworkAttachment,
     Sandbox,
     SandboxBackend,
     SandboxSpec,
-    wrap_command,
 )
+from rollouts.sandbox.docker_engine import (
+    TRANSPORT_ERRORS,
+    docker_client,
+    engine_cpus,
+    force_remove,
+    shared_client,
+    short_error,
+)
+from rollouts.sandbox.docker_sandbox import DockerSandbox
 
-RESTART_READY_SEC = 10.0  # bound on the wait for a restarted container to accept an exec
-_TRANSPORT_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, ConnectionError, socket.error)
-
-
-MAX_POOL_SIZE = 64  # HTTP connections kept per client: every run in progress streams an exec at once
-
-
-def docker_client(timeout: int = 120) -> docker.DockerClient:
-    """A docker-py client from the environment (``DOCKER_HOST`` etc.), pinged.
-
-    Its connection pool keeps MAX_POOL_SIZE connections (docker-py's default, 10, is below what
-    parallel runs use at once: each run streams an exec, a grading sandbox starts alongside).
-    Raises EnvironmentNotReady (exit 3) if the daemon cannot be reached.
-    """
-    try:
-        client = docker.from_env(timeout=timeout, max_pool_size=MAX_POOL_SIZE)
-        client.ping()
-        return client
-    except Exception as e:  # docker raises a zoo of types here
-        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise EnvironmentNotReady(
-            f"cannot reach the Docker daemon at {host}: {str(e).splitlines()[0][:200]}. "
-            "Is Docker running (`docker ps`)?"
-        ) from None
-
-
-class _Capped:
-    """Accumulates a byte stream up to ``limit`` bytes; counts the rest."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.buf = bytearray()
-        self.total = 0
-
-    def add(self, chunk: bytes) -> None:
-        self.total += len(chunk)
-        room = self.limit - len(self.buf)
-        if room > 0:
-            self.buf += chunk[:room]
-
-    @property
-    def truncated(self) -> bool:
-        return self.total > len(self.buf)
-
-    def text(self) -> str:
-        s = self.buf.decode("utf-8", errors="replace")
-        if self.truncated:
-            s += f"\n[... output truncated: {self.total} bytes, kept {len(self.buf)}]\n"
-        return s
-
-
-class DockerSandbox(Sandbox):
-    """A container for one run. See the module docstring for the guarantees."""
-
-    def __init__(self, client: docker.DockerClient, spec: SandboxSpec):
-        self.client = client
-        self.spec = spec
-        self.container = None
-        self._stopped = False
-        self._timer: Future | None = None
-        self._lock = threading.Lock()
-        self.on_missing_image = lambda ref: None
-
-    @property
-    def id(self) -> str | None:
-        return self.container.id if self.container else None
-
-    def start(self) -> None:
-        if self.container is not None:
-            return
-        s = self.spec
-        try:
-            # PID 1 (under docker-init) sleeps until the hard deadline: the container ends by
-            # itself even if the harness is killed with -9 (auto_remove then deletes it).
-            life = ["sleep", str(int(s.lifetime_sec) + 30)] if s.lifetime_sec else ["sleep", "infinity"]
-            if isinstance(s.network, NetworkAttachment):  # the rollout's internal gateway network
-                # Its DNS resolves nothing outside; fail lookups in ~2 s instead of 20 s.
-                net = {"network": s.network.name, "dns_opt": ["timeout:1", "attempts:1"]}
-            else:
-                net = {"network_mode": "bridge" if s.network else "none"}
-            self.container = self.client.containers.run(
-                s.image,
-                command=life,
-                detach=True,
-                init=True,
-                labels=s.labels,
-                name=s.name,
-                working_dir="/",
-                environment=s.env,
-                **net,
-                nano_cpus=int(min(s.cpus, engine_cpus(self.client)) * 1e9),  # a task asking more: all there is
-                mem_limit=f"{s.memory_mb}m",
-                memswap_limit=f"{s.memory_mb}m",
-                pids_limit=s.pids,
-                auto_remove=bool(s.lifetime_sec),
-                volumes={name: {"bind": path, "mode": "ro"} for name, path in s.volumes},
-            )
-        except docker.errors.ImageNotFound as e:
-            self.on_missing_image(s.image)  # removed meanwhile: the retry looks it up (or builds) again
-            raise SandboxError(f"image not found: {s.image} ({e.explanation})") from None
-        except _TRANSPORT_ERRORS as e:
-            self._cleanup_by_name()
-            raise SandboxError(f"container failed to start: {_short(e)}") from None
-        if self._stopped:  # stop() ran while the container was being created (cancel)
-            self._stopped = False
-            self.stop()
-            raise SandboxError("sandbox was stopped while starting (cancelled)")
-        if s.lifetime_sec:  # a coroutine timer: no thread per live sandbox
-            self._timer = aioloop.call_later(s.lifetime_sec, self._deadline)
-
-    def _deadline(self) -> None:
-        self.stop()
-
-    def _cleanup_by_name(self) -> None:
-        if self.spec.name:
-            try:
-                self.client.containers.get(self.spec.name).remove(force=True)
-            except Exception:
-                pass
-
-    def _need(self):
-        if self.container is None or self._stopped:
-            raise SandboxError("sandbox is not running (stopped or never started)")
-        return self.container
-
-    def exec(
-        self,
-        cmd: str | list[str],
-        *,
-        timeout: float | None = 60,
-        cwd: str | None = None,
-        env: dict[str, str] | None = None,
-        user: str | None = None,
-        output_limit: int = DEFAULT_OUTPUT_LIMIT,
-    ) -> ExecResult:
-        c = self._need()
-        argv = wrap_command(cmd, timeout)
-        out, err = _Capped(output_limit), _Capped(output_limit)
-        t0 = time.monotonic()
-        try:
-            ex = self.client.api.exec_create(
-                c.id, argv, stdout=True, stderr=True, workdir=cwd, environment=env, user=user or ""
-            )
-            for o, e in self.client.api.exec_start(ex["Id"], stream=True, demux=True):
-                if o:
-                    out.add(o)
-                if e:
-                    err.add(e)
-            code = self.client.api.exec_inspect(ex["Id"]).get("ExitCode")
-        except _TRANSPORT_ERRORS as e:
-            if self._stopped:
-                raise SandboxError("sandbox was removed (run deadline reached or cancelled)") from None
-            self._raise_gone_or(e, "exec")
-        dur = time.monotonic() - t0
-        if code is None:
-            self._raise_gone_or(SandboxError("exec ended without an exit code"), "exec")
-        timed_out = timeout is not None and code in (124, 137) and dur >= timeout - 0.5
-        return ExecResult(
-            exit_code=code,
-            stdout=out.text(),
-            stderr=err.text(),
-            timed_out=timed_out,
-            duration_sec=dur,
-            stdout_bytes=out.total,
-            stderr_bytes=err.total,
-            truncated=out.truncated or err.truncated,
-        )
-
-    def restart_processes(self) -> None:
-        """``docker restart -t 0``: SIGKILL to the whole PID namespace, same filesystem. Returns
-        once the engine accepts an exec again: right after a restart runc can still refuse one
-        ("cannot exec in a stopped state", exit 126), which is the engine's state, not the agent's.
-        Raises SandboxEndedError / SandboxError as the other calls do."""
-        c = self._need()
-        try:
-            c.restart(timeout=0)
-            deadline = time.monotonic() + RESTART_READY_SEC
-            while True:
-                c.reload()
-                if c.status == "running":
-                    try:
-                        if c.exec_run(["true"]).exit_code == 0:
-                            return
-                    except docker.errors.APIError:
-                        pass  # the same refusal, raised instead of returned: poll again
-                if time.monotonic() > deadline:
-                    raise SandboxError(
-                        f"container {self.spec.name} did not accept an exec within {RESTART_READY_SEC:g}s of "
-                        f"its restart (status {c.status})"
-                    )
-                time.sleep(0.05)
-        except _TRANSPORT_ERRORS as e:
-            self._raise_gone_or(e, "restart")
-
-    def changed_paths(self) -> list[str]:
-        """``docker diff``, computed by the engine outside the container."""
-        c = self._need()
-        try:
-            return [ch["Path"] for ch in (c.diff() or [])]
-        except _TRANSPORT_ERRORS as e:
-            self._raise_gone_or(e, "diff")
-
-    def _raise_gone_or(self, e: BaseException, what: str):
-        """SandboxEndedError if the container ended without us stopping it (its main process was
-        killed from inside: the agent's doing), else SandboxError (infra)."""
-        if not self._stopped:
-            # 409 from the engine: the container exists but is not running
-            gone = isinstance(e, docker.errors.APIError) and e.status_code == 409
-            try:
-                self.container.reload()
-                gone = gone or self.container.status not in ("running", "restarting")
-            except docker.errors.NotFound:
-                gone = True
-            except _TRANSPORT_ERRORS:
-                pass
-            if gone and not self._stopped:
-                raise SandboxEndedError(
-                    "the sandbox ended during the run without the harness stopping it (its main process "
-                    "was killed from inside): a counted agent failure"
-                ) from None
-        raise SandboxError(f"{what} failed: {_short(e)}") from None
-
-    def _mkdir(self, path: str) -> None:
-        r = self.exec(["mkdir", "-p", path], timeout=30)
-        if r.exit_code != 0:
-            raise SandboxError(f"cannot create {path} in the sandbox: {r.output.strip()[:200]}")
-
-    def _put_archive(self, parent: str, data, what: str) -> None:
-        """put_archive into ``parent``; only if it does not exist, create it (one exec) and retry.
-        Saves an exec round trip (~75 ms) on every copy into an existing directory."""
-        c = self._need()
-        for attempt in (1, 2):
-            try:
-                c.put_archive(parent, data)
-                return
-            except docker.errors.NotFound:
-                if attempt == 2:
-                    raise SandboxError(f"copy into sandbox failed ({what}): {parent} missing") from None
-                self._mkdir(parent)
-                if hasattr(data, "seek"):
-                    data.seek(0)
-            except _TRANSPORT_ERRORS as e:
-                raise SandboxError(f"copy into sandbox failed ({what}): {_short(e)}") from None
-
-    def put_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
-        parent, name = posixpath.split(path)
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            ti = tarfile.TarInfo(name)
-            ti.size, ti.mode, ti.mtime = len(data), mode, int(time.time())
-            tar.addfile(ti, io.BytesIO(data))
-        self._put_archive(parent or "/", buf.getvalue(), path)
-
-    def put_dir(self, src: Path, dest: str) -> None:
-        """The archive holds ``basename(dest)/…`` (with its directory entry) and is unpacked in
-        ``dirname(dest)``, so a new ``dest`` needs no separate mkdir."""
-        dest = posixpath.normpath(dest)
-        parent, top = posixpath.split(dest)
-        if not top:  # dest == "/"
-            parent, top = "/", "."
-
-        def owner_root(ti: tarfile.TarInfo) -> tarfile.TarInfo:
-            ti.uid = ti.gid = 0
-            ti.uname = ti.gname = "root"
-            return ti
-
-        with tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024) as f:
-            with tarfile.open(fileobj=f, mode="w") as tar:
-                if top != ".":
-                    ti = tarfile.TarInfo(top)
-                    ti.type, ti.mode, ti.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
-                    tar.addfile(owner_root(ti))
-                for p in sorted(Path(src).iterdir()):
-                    tar.add(p, arcname=f"{top}/{p.name}", filter=owner_root)
-            f.seek(0)
-            self._put_archive(parent or "/", f, dest)
-
-    def _archive(self, path: str, max_bytes: int, f, cap: int | None = None) -> None:
-        """The tar archive of ``path`` into ``f``; OutputLimitExceeded (naming ``cap``, default
-        ``max_bytes``) once it passes ``max_bytes``."""
-        c = self._need()
-        try:
-            stream, _stat = c.get_archive(path)
-            n = 0
-            for chunk in stream:
-                n += len(chunk)
-                if n > max_bytes:
-                    raise OutputLimitExceeded(path, cap or max_bytes)
-                f.write(chunk)
-        except docker.errors.NotFound:
-            raise SandboxFileNotFound(path) from None
-        except _TRANSPORT_ERRORS as e:
-            raise SandboxError(f"copy out of sandbox failed ({path}): {_short(e)}") from None
-        f.seek(0)
-
-    def get_file(self, path: str, max_bytes: int = 64 * 1024 * 1024) -> bytes:
-        with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as f:
-            self._archive(path, max_bytes + 1024 * 1024, f, cap=max_bytes)  # + tar headers
-            with tarfile.open(fileobj=f, mode="r|") as tar:
-                m = tar.next()  # the archive of a file is that one member; of a directory, the dir first
-                if m is not None and m.isfile():
-                    if m.size > max_bytes:
-                        raise OutputLimitExceeded(path, max_bytes, m.size)
-                    return tar.extractfile(m).read()
-        raise SandboxFileNotFound(path)  # a directory or a special file: no file there
-
-    def get_dir(self, src: str, dest: Path, max_bytes: int = 256 * 1024 * 1024) -> None:
-        dest = Path(dest)
-        dest.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile() as f:
-            self._archive(src.rstrip("/") or "/", max_bytes, f)
-            with tarfile.open(fileobj=f, mode="r|") as tar:
-                tar.extractall(tmp, filter="data")
-            top = Path(tmp) / (posixpath.basename(src.rstrip("/")) or ".")
-            for p in top.iterdir():
-                target = dest / p.name
-                if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target)
-                shutil.move(str(p), str(target))
-
-    def stop(self) -> None:
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped = True
-        if self._timer:
-            self._timer.cancel()
-        if self.container is None:
-            return
-        _force_remove(self.container)
-
-
-_ENGINE_CPUS: dict[int, float] = {}
-
-
-def engine_cpus(client: docker.DockerClient) -> float:
-    """CPUs the engine has (``docker info`` NCPU, cached per client). Docker refuses a container
-    asking for more (Harbor tasks may ask 4 on a 2-core machine), so limits are capped to it
-    (``check`` names the tasks that ask for more)."""
-    key = id(client)
-    if key not in _ENGINE_CPUS:
-        try:
-            _ENGINE_CPUS[key] = float(client.info().get("NCPU") or os.cpu_count() or 1)
-        except docker.errors.APIError:
-            _ENGINE_CPUS[key] = float(os.cpu_count() or 1)
-    return _ENGINE_CPUS[key]
+__all__ = ["DockerBackend", "DockerSandbox", "docker_client", "engine_cpus"]
 
 
 class DockerBackend(SandboxBackend):
@@ -409,7 +49,7 @@ class DockerBackend(SandboxBackend):
     @property
     def client(self) -> docker.DockerClient:
         if self._client is None:
-            self._client = docker_client()
+            self._client = shared_client()
         return self._client
 
     def preflight(self) -> None:
@@ -453,8 +93,8 @@ class DockerBackend(SandboxBackend):
             filters["label"].append(f"{LABEL_ROLLOUT}={rollout_id}")
         try:  # one list request; containers.list() would inspect every container one by one
             cs = self.client.api.containers(all=True, filters=filters)
-        except _TRANSPORT_ERRORS as e:
-            raise SandboxError(f"cannot list containers: {_short(e)}") from None
+        except TRANSPORT_ERRORS as e:
+            raise SandboxError(f"cannot list containers: {short_error(e)}") from None
         return [{"id": c["Id"], "name": (c.get("Names") or ["?"])[0].lstrip("/"), "labels": c.get("Labels") or {},
                  "status": c.get("State")} for c in cs]
 
@@ -463,31 +103,6 @@ class DockerBackend(SandboxBackend):
             c = self.client.containers.get(sandbox_id)
         except docker.errors.NotFound:
             return
-        except _TRANSPORT_ERRORS as e:
-            raise SandboxError(f"cannot remove container {sandbox_id[:12]}: {_short(e)}") from None
-        _force_remove(c)
-
-
-def _force_remove(container) -> None:
-    """Force-remove a container: already gone, or being removed (409: auto_remove, a concurrent
-    remove), is done. SandboxError if the engine fails three times."""
-    last: BaseException | None = None
-    for _ in range(3):
-        try:
-            container.remove(force=True)
-            return
-        except docker.errors.NotFound:
-            return
-        except docker.errors.APIError as e:
-            if e.status_code == 409:
-                return
-            last = e
-        except _TRANSPORT_ERRORS as e:
-            last = e
-        time.sleep(0.5)
-    raise SandboxError(f"cannot remove container {container.id[:12]}: {_short(last)}")
-
-
-def _short(e: BaseException) -> str:
-    s = getattr(e, "explanation", None) or str(e)
-    return str(s).splitlines()[0][:300] if s else type(e).__name__
+        except TRANSPORT_ERRORS as e:
+            raise SandboxError(f"cannot remove container {sandbox_id[:12]}: {short_error(e)}") from None
+        force_remove(c)

@@ -52,8 +52,7 @@ if TYPE_CHECKING:
 from rollouts.errors import OutputLimitExceeded, SandboxError, SandboxFileNotFound
 from rollouts.redact import secret_values
 from rollouts.sandbox import aioloop, base
-from rollouts.sandbox.base import ExecResult, Sandbox, SandboxSpec
-from rollouts.sandbox.docker import _Capped
+from rollouts.sandbox.base import CappedOutput, ExecResult, Sandbox, SandboxSpec
 
 ARGV_LIMIT = 60 * 1024  # characters; the SDK refuses more than 2**16 in total
 DEFAULT_LIFETIME_SEC = 3600  # for a spec without lifetime_sec
@@ -209,7 +208,7 @@ class ModalSandbox(Sandbox):
             argv = ["bash", script]
         argv = base.wrap_command(as_user(argv, user), timeout)
         plain, secret = split_env(env)
-        out, err = _Capped(output_limit), _Capped(output_limit)
+        out, err = CappedOutput(output_limit), CappedOutput(output_limit)
         x = self.backend.sdk.exception
         t0 = time.monotonic()
         try:
@@ -225,7 +224,7 @@ class ModalSandbox(Sandbox):
                 except (x.ConflictError, ValueError):
                     pass  # the process already exited: the router refuses writes to its stdin
 
-            async def pump(stream, cap: _Capped) -> None:
+            async def pump(stream, cap: CappedOutput) -> None:
                 async for chunk in stream:
                     cap.add(chunk)
 
