@@ -41,7 +41,8 @@ def cpu_notes(cfg: BenchmarkConfig) -> list[str]:
 
 def check_report(cfg: BenchmarkConfig, config: str, skip_unsupported: bool, echo: Callable[..., None]) -> int:
     """Print the expansion, entries, unsupported tasks and missing images; return the exit code
-    (0 ok, 2 unsupported tasks without ``skip_unsupported``, 3 missing images)."""
+    (0 ok, 2 unsupported tasks without ``skip_unsupported`` or grading a backend cannot do,
+    3 missing images)."""
     for x in cfg.expansions:
         echo(f"dataset {x['where']} {x['path']}: {len(x['tasks'])} task(s) "
              f"({x['total']} found, {x['matched']} after include/exclude)", markup=False)
@@ -51,6 +52,11 @@ def check_report(cfg: BenchmarkConfig, config: str, skip_unsupported: bool, echo
              f"grading={task_label(e.task.meta)}", markup=False)
     for s in cfg.skipped:
         echo(f"unsupported  {s.where} {s.task_name} ({s.task_dir}): {'; '.join(s.reasons)}", markup=False)
+    from rollouts.run.services import grading_problems
+
+    refused = grading_problems(cfg)
+    for field, msg in refused:
+        echo(f"refused  {field}: {msg}", markup=False)
     try:
         lines = missing_images_lines(cfg)
         for note in cpu_notes(cfg):
@@ -61,10 +67,10 @@ def check_report(cfg: BenchmarkConfig, config: str, skip_unsupported: bool, echo
     for line in lines:
         echo(line, markup=False)
     n = len(cfg.entries) + len(cfg.skipped)
-    echo(f"{config}: {'valid' if not cfg.skipped and not lines else 'checked'} ({len(cfg.entries)} of {n} "
+    echo(f"{config}: {'valid' if not cfg.skipped and not lines and not refused else 'checked'} ({len(cfg.entries)} of {n} "
          f"tasks runnable, {cfg.total_runs} runs"
          + (f"; {len(cfg.skipped)} unsupported" if cfg.skipped else "")
          + (f"; {len(lines)} image(s) missing" if lines else "") + ")", markup=False)
-    if cfg.skipped and not skip_unsupported:
+    if refused or (cfg.skipped and not skip_unsupported):
         return EXIT_CONFIG
     return EXIT_ENV if lines else 0

@@ -21,7 +21,7 @@ from rollouts.run.owner import owner_alive, reap_dead
 from rollouts.run.resume import check_resumable, fresh_record, plan_resume, read_saved_results
 from rollouts.run.retry import DEFAULT_WAIT, with_retries
 from rollouts.run.scheduler import run_all
-from rollouts.run.services import check_agents, make_gateways, start_local_model
+from rollouts.run.services import check_agents, check_grading, make_gateways, start_local_model
 from rollouts.sandbox import get_backend
 from rollouts.sandbox.base import SandboxBackend
 from rollouts.store import FINAL_STATUSES, Attempt, Manifest, RunRecord, Store, now_iso
@@ -55,6 +55,7 @@ class Runner:
     def preflight(self, log: Callable[[str], None] = lambda s: None) -> None:
         """Check every backend and build the base image before any run (EnvironmentNotReady)."""
         check_agents(self.config)
+        check_grading(self.config, self.grade)
         for name in sorted({e.backend for e in self.config.entries}):
             b = self.backend(name)
             b.preflight()

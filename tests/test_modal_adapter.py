@@ -836,3 +836,43 @@ def test_check_command_rejects_what_modal_cannot_build(tmp_path):
         assert r.returncode == rc, r.stdout + r.stderr
         if rc:
             assert "environment/Dockerfile: line 4: 'ADD data.txt' copies a local file" in r.stderr.replace("\n", "")
+
+
+def test_trusted_toolchain_grading_is_refused_on_modal_before_any_run(tmp_path):
+    """A shared-mode task (trusted-toolchain: the toolchain is verified from outside, which the Modal
+    backend cannot list) on backend = "modal": `check` and `run` exit 2 naming the entry and the
+    ways out — never a rollout whose every run fails the toolchain check as a counted agent error.
+    The same task on docker checks valid; the same config with --no-eval (nothing graded) is not
+    refused for it."""
+    import shutil
+    import subprocess
+    import sys
+
+    from rollouts.config import load_config
+    from rollouts.run.services import check_grading, grading_problems
+
+    task = tmp_path / "shared_task"
+    shutil.copytree(ROOT / "data" / "tasks" / "prepared" / "shell_hello_file", task)
+    meta = json.loads((task / "tb_meta.json").read_text())
+    meta["tests"] = {**meta.get("tests", {}), "mode": "shared"}
+    (task / "tb_meta.json").write_text(json.dumps(meta))
+    env = {**os.environ, "SANDBOX_BACKEND": ""}
+    cli = [sys.executable, str(ROOT / "scripts" / "eval_rollouts.py"), "--data-dir", str(tmp_path / "data")]
+    for backend, rc in (("modal", 2), ("docker", 0)):
+        cfg = tmp_path / f"{backend}.toml"
+        cfg.write_text(f'name = "x"\nbackend = "{backend}"\n[[tasks]]\nprepared_dir = "{task}"\nagent = "oracle"\n')
+        r = subprocess.run([*cli, "check", str(cfg)], capture_output=True, text=True, env=env, timeout=60)
+        assert r.returncode == rc, r.stdout + r.stderr
+        problems = grading_problems(load_config(cfg))
+        if rc:
+            assert "refused  tasks[0].backend:" in r.stdout and "trusted-toolchain" in r.stdout
+            assert [f for f, _ in problems] == ["tasks[0].backend"]
+            with pytest.raises(ConfigError) as e:
+                check_grading(load_config(cfg))
+            assert e.value.field == "tasks[0].backend" and 'tests.toolchain = "agent"' in str(e.value)
+            check_grading(load_config(cfg), grade=False)  # --no-eval: nothing to verify
+            r = subprocess.run([*cli, "run", str(cfg)], capture_output=True, text=True, env=env, timeout=60)
+            assert r.returncode == 2 and "trusted-toolchain" in r.stderr, r.stdout + r.stderr
+            assert not (tmp_path / "data" / "rollouts" / "x").exists()  # refused before any rollout
+        else:
+            assert problems == []

@@ -35,6 +35,36 @@ def check_agents(config: BenchmarkConfig) -> None:
             UpstreamSpec.for_model(e.model)  # no key -> exit 3
 
 
+def grading_problems(config: BenchmarkConfig) -> list[tuple[str, str]]:
+    """(field, message) per entry whose grading its backend cannot do: trusted-toolchain grading
+    (shared mode, strict stop, toolchain verified from outside: rollouts.grading.integrity) on a
+    backend whose sandboxes cannot list their changed paths. Run anyway, every run would fail the
+    toolchain check as an agent error — a wrong 0, not a result — so it is refused before any run."""
+    from rollouts.grading.integrity import task_label
+    from rollouts.sandbox import backend_class
+
+    out = []
+    for e in config.entries:
+        if task_label(e.task.meta) == "trusted-toolchain" and not backend_class(e.backend).lists_changed_paths:
+            out.append((f"{e.where or f'tasks[{e.index}]'}.backend",
+                        f"task {e.task.name!r} is graded in its agent's sandbox with a verified toolchain "
+                        f"(trusted-toolchain), which needs a backend that lists a sandbox's changed paths "
+                        f"(docker), not {e.backend!r}: use backend = \"docker\", or grade it fresh "
+                        f"(tests.mode = \"fresh\", isolated) or with the agent's toolchain "
+                        f"(tests.toolchain = \"agent\", agent-controlled)"))
+    return out
+
+
+def check_grading(config: BenchmarkConfig, grade: bool = True) -> None:
+    """ConfigError (exit 2) naming the first entry of :func:`grading_problems`; nothing to check
+    when runs are not graded (``--no-eval``)."""
+    problems = grading_problems(config) if grade else []
+    if problems:
+        field, msg = problems[0]
+        more = f" (and {len(problems) - 1} more entr{'y' if len(problems) == 2 else 'ies'})" if len(problems) > 1 else ""
+        raise ConfigError(msg + more, file=str(config.path), field=field)
+
+
 def start_local_model(config: BenchmarkConfig, log: Callable[[str], None]):
     """The local model server when an entry's agent uses ``model = "local"`` (started, ready),
     else None: ``rollout_slots(parallel)`` slots, so runs do not queue for the model behind each

@@ -10,8 +10,9 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def get_backend(name: str) -> SandboxBackend:
-    """Instantiate the backend registered as ``name``. ConfigError for an unknown name."""
+def backend_class(name: str) -> type[SandboxBackend]:
+    """The class registered as ``name`` (its module imported, nothing instantiated or
+    connected), for its declared capabilities. ConfigError for an unknown name."""
     import importlib
 
     from rollouts.errors import ConfigError
@@ -19,7 +20,12 @@ def get_backend(name: str) -> SandboxBackend:
     if name not in BACKENDS:
         raise ConfigError(f"unknown sandbox backend {name!r} (expected one of: {', '.join(BACKENDS)})")
     mod, cls = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(mod), cls)()
+    return getattr(importlib.import_module(mod), cls)
 
 
-__all__ = ["ExecResult", "Sandbox", "SandboxBackend", "SandboxSpec", "get_backend", "BACKENDS"]
+def get_backend(name: str) -> SandboxBackend:
+    """Instantiate the backend registered as ``name``. ConfigError for an unknown name."""
+    return backend_class(name)()
+
+
+__all__ = ["ExecResult", "Sandbox", "SandboxBackend", "SandboxSpec", "backend_class", "get_backend", "BACKENDS"]

@@ -230,6 +230,9 @@ class SandboxBackend(ABC):
     # Start the grading sandbox while the agent runs (cheap idle containers: Docker). Backends
     # that bill sandboxes per second (Modal) leave it off.
     prewarm_grading: bool = False
+    # Whether its sandboxes implement ``changed_paths`` (the engine lists what the agent changed):
+    # trusted-toolchain grading needs it; a config asking for it elsewhere is refused before any run.
+    lists_changed_paths: bool = False
     # Sandboxes this backend can keep alive at once (Modal: the workspace quota; Docker: what one
     # host runs well). The scheduler never exceeds it, whatever ``parallel`` says. None: no limit.
     live_sandbox_limit: int | None = None

@@ -40,6 +40,7 @@ class DockerBackend(SandboxBackend):
 
     name = "docker"
     prewarm_grading = True
+    lists_changed_paths = True
 
     def __init__(self, client: docker.DockerClient | None = None):
         self._client = client
