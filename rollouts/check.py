@@ -52,9 +52,9 @@ def check_report(cfg: BenchmarkConfig, config: str, skip_unsupported: bool, echo
              f"grading={task_label(e.task.meta)}", markup=False)
     for s in cfg.skipped:
         echo(f"unsupported  {s.where} {s.task_name} ({s.task_dir}): {'; '.join(s.reasons)}", markup=False)
-    from rollouts.run.services import grading_problems
+    from rollouts.run.services import agent_backend_problems, grading_problems
 
-    refused = grading_problems(cfg)
+    refused = agent_backend_problems(cfg) + grading_problems(cfg)
     for field, msg in refused:
         echo(f"refused  {field}: {msg}", markup=False)
     try:

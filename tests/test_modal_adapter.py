@@ -876,3 +876,8 @@ def test_trusted_toolchain_grading_is_refused_on_modal_before_any_run(tmp_path):
             assert not (tmp_path / "data" / "rollouts" / "x").exists()  # refused before any rollout
         else:
             assert problems == []
+    cfg = tmp_path / "installed.toml"  # an installed agent off Docker: refused by check as by run
+    cfg.write_text(f'name = "x"\nbackend = "modal"\n[[tasks]]\nprepared_dir = "{task}"\nagent = "codex"\n'
+                   'model = "local"\n')
+    r = subprocess.run([*cli, "check", str(cfg)], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 2 and "refused  tasks[0].backend: agent 'codex' runs on the docker backend only" in r.stdout

@@ -19,20 +19,26 @@ def check_agents(config: BenchmarkConfig) -> None:
     """Before any run: a model key for every remote model an agent needs (EnvironmentNotReady,
     exit 3), and installed agents only on the docker backend (ConfigError, exit 2)."""
     prices = config.pricing or None
+    if problems := agent_backend_problems(config):
+        raise ConfigError(problems[0][1], file=str(config.path), field=problems[0][0])
     for e in config.entries:
         agent = get_agent(e.agent)
         if e.model != "local" and agent.needs_model:
             from rollouts.llm.client import ModelClient
 
             ModelClient(e.model, price_overrides=prices).close()  # no key -> exit 3
-        if agent.uses_gateway and e.backend != "docker":
-            raise ConfigError(f"agent {e.agent!r} runs on the docker backend only for now (its layer is a "
-                              f"Docker volume), not {e.backend!r}", file=str(config.path),
-                              field=f"tasks[{e.index}].backend")
         if e.model != "local" and agent.uses_gateway:
             from rollouts.gateway import UpstreamSpec
 
             UpstreamSpec.for_model(e.model)  # no key -> exit 3
+
+
+def agent_backend_problems(config: BenchmarkConfig) -> list[tuple[str, str]]:
+    """(field, message) per entry whose agent its backend cannot run: installed agents (their
+    layer is a Docker volume, their model gateway a Docker network) on any backend but docker."""
+    return [(f"tasks[{e.index}].backend", f"agent {e.agent!r} runs on the docker backend only for now (its "
+             f"layer is a Docker volume), not {e.backend!r}")
+            for e in config.entries if get_agent(e.agent).uses_gateway and e.backend != "docker"]
 
 
 def grading_problems(config: BenchmarkConfig) -> list[tuple[str, str]]:
