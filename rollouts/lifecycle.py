@@ -156,6 +156,8 @@ def _life(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path, got: dic
         t0 = time.monotonic()
         sb.start()
         _track(env, rec.run_id, sb)
+        if endpoint is not None and agent.calls_from_sandbox:  # the token works from this sandbox only
+            log(f"gateway: the run's token is accepted only from the sandbox's address {env.gateways.bind(rec.run_id, sb.id)}")
         phase("sandbox_start", t0)
         if env.grade and task.meta.tests.mode == "fresh" and env.backend.prewarm_grading:
             # The grading sandbox (base commit only, nothing of the agent's) starts while the

@@ -319,6 +319,9 @@ def test_rollout_of_installed_agents(run_cli, tmp_path, base_image):
         traj = json.loads((run_dir / "agent" / "trajectory.json").read_text())
         assert traj["schema_version"].startswith("ATIF-v1.") and traj["agent"]["name"] == agent
         assert sum(1 for s in traj["steps"] if s["source"] == "agent") >= 2
+        # in-sandbox agents' tokens are bound to their sandbox's address; the host-side loop's is not
+        bound = "token is accepted only from the sandbox's address" in (run_dir / "logs" / "agent.log").read_text()
+        assert bound == (agent != "mini-swe-agent"), agent
     for agent in ("codex", "mini-swe-agent"):
         lim = res[(agent, 200)]
         assert lim["status"] == "limit" and lim["reward"] == 0.0, lim

@@ -84,6 +84,7 @@ class Agent(ABC):
     name: str = ""
     needs_model: bool = False
     uses_gateway: bool = False  # installed agents: model calls through the per-run gateway (ctx.gateway)
+    calls_from_sandbox: bool = False  # with uses_gateway: every model call comes from the run's sandbox
     Options: ClassVar[type[AgentOptions]] = AgentOptions
 
     def options(self, ctx: AgentContext) -> Any:

@@ -59,7 +59,8 @@ fixed path (the request's path and query are not used), the model is always ``Up
 always ``UpstreamSpec.api_key``, and the only request headers forwarded are ``anthropic-version``
 and ``anthropic-beta`` (Messages pass-through).
 
-Binding a token to its sandbox (``bind_peer``; the installed-agent runtime should call it): on
+Binding a token to its sandbox (``bind_peer``; the runner does it for installed agents that run
+inside the sandbox, ``AgentGateways.bind``, never for host-side ones such as mini-swe-agent): on
 Docker, once the run's sandbox has started on the rollout's :class:`~rollouts.gateway.network.
 GatewayNetwork` and before the agent's first request::
 

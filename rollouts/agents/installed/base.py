@@ -81,6 +81,9 @@ class InstalledAgent(Agent):
 
     needs_model = False  # the gateway, not a host-side client, carries its model traffic
     uses_gateway = True
+    # Every model request comes from inside the run's sandbox: its token is then bound to the
+    # sandbox's address on the gateway network (Gateway.bind_peer). False for host-side loops.
+    calls_from_sandbox = False
     Options: ClassVar[type[InstalledOptions]] = InstalledOptions
     session_log_name: ClassVar[str] = "session.log"  # file name under <run_dir>/agent/
 
@@ -121,6 +124,7 @@ class SandboxCliAgent(InstalledAgent):
     ``<run_dir>/agent/<name>/`` (``(sandbox path, name)`` pairs)."""
 
     session_dirs: ClassVar[tuple[tuple[str, str], ...]] = ()
+    calls_from_sandbox = True
 
     @abstractmethod
     def command(self, ctx: AgentContext, opts: Any, endpoint: Endpoint, instruction: str) -> Launch:

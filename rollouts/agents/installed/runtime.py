@@ -86,6 +86,20 @@ class AgentGateways:
         ep = Endpoint(g.anthropic_base_url, g.token, g.model_name, host_base_url=g.anthropic_base_url)
         return ep, net.attachment()
 
+    def bind(self, run_id: str, container_id: str) -> str:
+        """Accept ``run_id``'s token only from the started container ``container_id``'s address on
+        the gateway network (:meth:`Gateway.bind_peer`): a token that leaks to another sandbox on
+        the network is refused (401) there. Call before the agent's first request, only for agents
+        whose every request comes from the sandbox. Returns the address; SandboxError if the
+        container is not attached to the network."""
+        from rollouts.gateway.network import sandbox_address
+
+        with self._lock:
+            net, gw = self._by_model[self._runs[run_id]]
+        ip = sandbox_address(self.client, container_id, net.name)
+        gw.bind_peer(run_id, ip)
+        return ip
+
     def finish(self, run_id: str, agent_meta: Mapping[str, Any], run_dir: Path) -> GatewayResult:
         """Usage and limit state of ``run_id``; writes ``agent/trajectory.json`` (ATIF) from its
         exchanges when :mod:`rollouts.atif` is available; revokes the token."""
