@@ -401,6 +401,8 @@ REFUSED = [  # (protocol, upstream kind, body fields, words the refusal names)
             {"type": "image", "source": {"type": "file", "file_id": "file_1"}}]}]}]}, "'file'"),
     ("messages", "anthropic", {"metadata": {"user_id": "u", "model_info": {"api_base": "http://127.0.0.1:9"}}},
      "metadata"),
+    ("responses", "openai", {"conversation": "conv_123"}, "conversation"),
+    ("responses", "openai", {"previous_response_id": "resp_from_elsewhere"}, "previous_response_id"),
 ]
 
 
@@ -438,6 +440,26 @@ def test_provider_side_tools_and_fetches_refused(endpoint, tmp_path, protocol, k
         (ex,) = read_exchanges(log)
         assert (ex.status_code, ex.refused) == (400, "policy") and names in ex.error
         assert not gw.limit_hit("run-p") and gw.usage("run-p").calls == 0
+
+
+def test_previous_response_id_only_of_the_runs_own_responses(endpoint, tmp_path):
+    """Responses' provider-stored state: a run may continue from a response it received through
+    the gateway, never from another run's (or anything else the account stored)."""
+    with _gateway(endpoint) as gw:
+        a, b = gw.register_run("run-a"), gw.register_run("run-b")
+        first = _oa(a).responses.create(model="m", input="hi")
+        assert first.id
+        try:  # its own: passes the policy (litellm's Responses->Chat bridge then answers as it can)
+            _oa(a).responses.create(model="m", input="more", previous_response_id=first.id)
+        except openai.APIStatusError as e:
+            assert e.status_code != 400, e
+        assert gw.exchanges("run-a")[1].refused is None
+        seen = len(endpoint.requests)
+        with pytest.raises(openai.BadRequestError) as ei:
+            _oa(b).responses.create(model="m", input="steal", previous_response_id=first.id)
+        assert "previous_response_id" in str(ei.value) and len(endpoint.requests) == seen
+        (ex,) = gw.exchanges("run-b")
+        assert (ex.status_code, ex.refused) == (400, "policy")
 
 
 ALLOWED = [

@@ -40,6 +40,7 @@ class _Run:
     refused: int = 0
     seq: int = 0
     peer: str | None = None  # the only source address the token is accepted from (bind_peer)
+    response_ids: set[str] = field(default_factory=set)  # Responses ids this run received (previous_response_id)
 
 
 def _texts(obj: Any, out: list[str]) -> None:
@@ -224,6 +225,8 @@ class Gateway:
                 if u.cost_usd is not None:
                     u.cost_usd = None if ex.usage.cost_usd is None else u.cost_usd + ex.usage.cost_usd
             run.exchanges.append(ex)
+            if ex.protocol == "responses" and isinstance(ex.response, Mapping) and isinstance(ex.response.get("id"), str):
+                run.response_ids.add(ex.response["id"])
         if run.log_path is not None:
             with open(run.log_path, "a", encoding="utf-8") as f:
                 f.write(ex.model_dump_json() + "\n")
@@ -292,6 +295,9 @@ class Gateway:
         else:  # litellm reads its own kwargs from the body
             ex.dropped_fields = proxy.api_fields(protocol, body)[1]
         why = policy.refusal(protocol, body)  # provider-side tools, fetched URLs, account files
+        if why is None and protocol == "responses":  # provider-stored state: only the run's own
+            with self._lock:
+                why = policy.stored_state_refusal(body, run.response_ids)
         if why is not None:
             ex.status_code, ex.refused, ex.error = 400, "policy", why
             ex.latency_sec = time.monotonic() - t0

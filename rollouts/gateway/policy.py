@@ -19,7 +19,10 @@ Allowed tools are the ones the agent executes, per the SDK type definitions
   ``computer_use_preview`` (the agent performs the actions), ``tool_search`` (searches only the
   request's own deferred tools). Refused: ``web_search*``, ``file_search``, ``code_interpreter``,
   ``image_generation``, ``mcp``, ``programmatic_tool_calling``, ``shell`` in a hosted container,
-  anything unknown; the top-level ``prompt`` (a stored prompt carries its own tools and model).
+  anything unknown; the top-level ``prompt`` (a stored prompt carries its own tools and model)
+  and ``conversation`` (provider-stored state); ``previous_response_id`` unless it names a
+  response this run received through the gateway (:func:`stored_state_refusal`: another run's,
+  or anything else the account stored, would carry state from outside the run).
 - Messages: custom tools (no ``type`` or ``"custom"``), ``bash_*``, ``text_editor_*``,
   ``memory_*``, ``computer_*`` (client-executed computer use), ``tool_search_tool_*``. Refused:
   ``web_search_*``, ``web_fetch_*``, ``code_execution_*``, ``mcp_toolset``, ``advisor_*`` (another
@@ -47,7 +50,8 @@ _RESPONSES_TOOLS = frozenset({"function", "custom", "namespace", "local_shell", 
 _MESSAGES_TOOL_PREFIXES = ("bash_", "text_editor_", "memory_", "computer_", "tool_search_tool_")
 _REFUSED_FIELDS: dict[str, dict[str, str]] = {
     "chat": {"web_search_options": "provider-side web search"},
-    "responses": {"prompt": "a stored prompt template (it carries its own tools and model)"},
+    "responses": {"prompt": "a stored prompt template (it carries its own tools and model)",
+                  "conversation": "a provider-stored conversation (state kept outside this run)"},
     "messages": {"mcp_servers": "provider-side MCP connectors",
                  "container": "a provider-side code execution container",
                  "fallbacks": "substitute models (the gateway calls only the configured model)",
@@ -146,3 +150,16 @@ def refusal(protocol: Protocol, body: Mapping[str, Any]) -> str | None:
             if why:
                 break
     return None if why is None else f"rollouts gateway refused the request: {why}; {_HINT}"
+
+
+def stored_state_refusal(body: Mapping[str, Any], own_response_ids: set[str]) -> str | None:
+    """Why a Responses request's ``previous_response_id`` must not go upstream, or None: allowed
+    only when it names a response this run received through the gateway (``own_response_ids``),
+    because the provider would otherwise continue from state stored outside the run — another
+    run's conversation, or anything else the account behind the real key stored."""
+    prev = body.get("previous_response_id")
+    if prev is None or (isinstance(prev, str) and prev in own_response_ids):
+        return None
+    return (f"rollouts gateway refused the request: previous_response_id {str(prev)[:80]!r} is not a response "
+            f"this run received through the gateway (provider-stored state from outside the run); {_HINT}")
+
