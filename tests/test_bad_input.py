@@ -1077,3 +1077,24 @@ def test_binary_command_output_is_decoded_safely(docker_client, base_image):
         assert len(r.stdout) <= 100001
     finally:
         sb.stop()
+
+
+@pytest.mark.parametrize("code,rc,err", [(None, 0, ""), (0, 0, ""), (2, 2, ""), ("bad thing", 1, "bad thing")])
+def test_fast_exit_keeps_the_interpreters_exit_semantics(tmp_path, code, rc, err):
+    """``rollouts.cli._exit`` skips the interpreter's teardown but not what a user sees: the exit
+    code of ``SystemExit(code)`` (a str is printed and exits 1), non-daemon threads finish, atexit
+    handlers run, buffered stdout is flushed."""
+    script = tmp_path / "x.py"
+    script.write_text(
+        "import atexit, sys, threading, time\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from rollouts.cli import _exit\n"
+        "atexit.register(lambda: print('atexit ran'))\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()\n"
+        "sys.stdout.write('buffered ')\n"
+        f"_exit({code!r})\n"
+        "print('not reached')\n")
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == rc, p.stderr
+    assert p.stdout.split() == ["buffered", "thread", "done", "atexit", "ran"], p.stdout
+    assert p.stderr.strip() == err
