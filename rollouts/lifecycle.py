@@ -38,7 +38,7 @@ from rollouts.redact import redact
 from rollouts.run.outcome import RunOutcome, outcome_of
 from rollouts.run.owner import labels_for
 from rollouts.sandbox.base import SandboxBackend, SandboxSpec
-from rollouts.store import RunRecord, Usage, atomic_write
+from rollouts.store import PHASE_MARK, RunRecord, Usage, atomic_write
 
 
 @dataclass
@@ -120,13 +120,19 @@ def _life(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path, got: dic
     def phase(name: str, t0: float) -> None:
         timings[name] = round(time.monotonic() - t0, 3)
 
-    t0 = time.monotonic()
+    def begin(name: str) -> float:
+        """A phase starts: one marker line in the run's log (``rollouts.ui.run_phase`` shows it in
+        the live table) and its start time."""
+        log(f"{PHASE_MARK}{name}")
+        return time.monotonic()
+
+    t0 = begin("image")
     image = got["image"] = env.backend.task_image(task, log=log)
     phase("image", t0)
     res = entry.resources
     agent_timeout = entry.agent_timeout_sec
     agent = get_agent(entry.agent)
-    t0 = time.monotonic()
+    t0 = begin("agent_setup") if agent.uses_gateway else time.monotonic()  # installed agents' layer
     # Installed agents: their layer (built once, then ~0 s) and the version pinned on the run.
     volumes = agent.prepare(env.backend, entry.agent_options, image, log)
     got["agent_options"] = agent.pinned_options(entry.agent_options)
@@ -153,7 +159,7 @@ def _life(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path, got: dic
     prewarm: Future | None = None
     error_kind: str | None = None
     try:
-        t0 = time.monotonic()
+        t0 = begin("sandbox_start")
         sb.start()
         _track(env, rec.run_id, sb)
         if endpoint is not None and agent.calls_from_sandbox:  # the token works from this sandbox only
@@ -166,10 +172,10 @@ def _life(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path, got: dic
                 start_grading_sandbox, env.backend, task, image, spec,
                 lambda gsb: _track(env, f"{rec.run_id}:verifier", gsb), agent_timeout + 60,
             )
-        t0 = time.monotonic()
+        t0 = begin("setup")
         base = task_runtime.prepare(sb, task, workdir, timeout=task.meta.timeouts.setup_sec)
         phase("setup", t0)
-        t0 = time.monotonic()
+        t0 = begin("agent")
         ctx = AgentContext(
             sandbox=sb, task=task, workdir=workdir, run_dir=run_dir,
             deadline=time.monotonic() + agent_timeout, env=dict(entry.environment_variables),
@@ -204,7 +210,7 @@ def _life(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path, got: dic
             g = env.gateways.finish(rec.run_id, agent.trajectory_meta(entry), run_dir)
             endpoint = None
             got["usage"], budget_hit = g.usage, g.limit_hit
-        t0 = time.monotonic()
+        t0 = begin("collect")
         if result.status == "timeout":
             # what the agent left running (a runaway loop) must not outlive its time nor touch the
             # workspace during collection: stop it as grading would (rollouts/grading/stop.py)
@@ -229,7 +235,7 @@ def _life(rec: RunRecord, entry: TaskEntry, env: RunEnv, run_dir: Path, got: dic
         base_out = RunOutcome(status=agent_status, error_kind=error_kind, error=error, launch_rc=0, **got)
         if error_kind == "model" or not env.grade:
             return base_out
-        t0 = time.monotonic()
+        t0 = begin("verifier")
         if task.meta.tests.mode == "shared":
             # stops the agent's processes (rollouts/grading/stop.py), then grades in its sandbox
             out = grade_shared(sb, task, run_dir, rec.run_id, t0, env.secrets)

@@ -38,6 +38,9 @@ RunStatus = Literal[
 # infra: engine/backend failed (retried, reported apart); agent/model/verifier: counted failures;
 # config: caught by `check`; harness: a bug of ours (not retried, `run` exits 1).
 ErrorKind = Literal["infra", "agent", "verifier", "config", "model", "harness"]
+# A run's ``logs/agent.log`` marks each phase's start with this prefix + the phase's ``timings`` key
+# (image, agent_setup, sandbox_start, setup, agent, collect, verifier): rollouts.ui shows it live.
+PHASE_MARK = "[rollouts] phase: "
 FINAL_STATUSES = {"completed", "agent_timeout", "verifier_timeout", "limit", "error", "cancelled"}
 
 

@@ -22,7 +22,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from rollouts.store import RunRecord
+from rollouts.store import PHASE_MARK, RunRecord
 
 PREFIX = "[rollouts]"
 
@@ -124,13 +124,19 @@ _LONG_MARKERS = (
 LONG_PHASES = tuple(p for p, _, _ in _LONG_MARKERS)
 
 
+# a phase marker (rollouts.store.PHASE_MARK) → the live table's name for it
+PHASE_NAMES = {"image": "image", "agent_setup": "agent setup", "sandbox_start": "sandbox start",
+               "setup": "workspace setup", "agent": "agent", "collect": "collecting", "verifier": "grading"}
+
+
 def run_phase(run_dir: Path) -> tuple[str, str]:
-    """(phase, last step) of a run in progress, from its folder: ``grading`` once artifacts are
-    collected; ``agent`` once the agent logged a step (``[step N]``, ``[rlm …]``, ``[llm]``,
-    ``$ cmd``) or wrote a trajectory; ``image build`` / ``agent layer`` while the last 32 KB of
-    ``logs/agent.log`` show a task image build / an installed agent's layer download that has not
-    finished; else ``before step 1`` (image, sandbox, workspace, the agent's first model call:
-    nothing on disk tells them apart). The last step is the newest step line of the log."""
+    """(phase, last step) of a run in progress, from the last 32 KB of its ``logs/agent.log``:
+    ``image build`` / ``agent layer`` while a task image build / an installed agent's layer
+    download has not finished; else the newer of the last phase marker (``PHASE_MARK``, named by
+    :data:`PHASE_NAMES`) and the last agent step (``[step N]``, ``[rlm …]``, ``[llm]``, ``$ cmd``:
+    ``agent``). Without either (a log from before phase markers, or none yet): ``grading`` once
+    artifacts are collected, ``agent`` once a trajectory exists, else ``before step 1``. The last
+    step is the newest step line of the log."""
     run_dir = Path(run_dir)
     log = run_dir / "logs" / "agent.log"
     tail = ""
@@ -143,12 +149,14 @@ def run_phase(run_dir: Path) -> tuple[str, str]:
     except FileNotFoundError:
         pass
     lines = tail.splitlines()
-    steps = [ln for ln in lines if _STEP_LINE.match(ln)]
-    last = steps[-1][:80] if steps else ""
-    if (run_dir / "artifacts").is_dir():
-        return "grading", last
-    if steps or (run_dir / "agent" / "trajectory.json").is_file():
-        return "agent", last
+    current, last = None, ""  # current: from phase markers (and the steps after one)
+    for ln in lines:
+        if ln.startswith(PHASE_MARK):
+            key = ln[len(PHASE_MARK):].strip()
+            current = PHASE_NAMES.get(key, key)
+        elif _STEP_LINE.match(ln):
+            last = ln[:80]
+            current = "agent" if current is not None else None
     open_phases = []
     for phase, starts, ends in _LONG_MARKERS:
         begun = [i for i, ln in enumerate(lines) if ln.startswith(starts)]
@@ -157,6 +165,12 @@ def run_phase(run_dir: Path) -> tuple[str, str]:
             open_phases.append((begun[-1], phase))
     if open_phases:
         return max(open_phases)[1], last
+    if current is not None:
+        return current, last
+    if (run_dir / "artifacts").is_dir():
+        return "grading", last
+    if last or (run_dir / "agent" / "trajectory.json").is_file():
+        return "agent", last
     return "before step 1", last
 
 

@@ -8,7 +8,7 @@ import time
 
 from rich.console import Console
 
-from rollouts.store import RunRecord, atomic_write
+from rollouts.store import PHASE_MARK, RunRecord, atomic_write
 from rollouts.ui import LiveRuns, Progress, run_phase
 
 
@@ -33,6 +33,19 @@ def test_run_phase_from_the_run_folder(tmp_path):
     assert run_phase(d) == ("agent", "[step 2] $ pytest -q")
     (d / "artifacts").mkdir()
     assert run_phase(d)[0] == "grading"
+    # with the runner's phase markers (rollouts.store.PHASE_MARK) every phase is named, in order
+    log = ""
+    for key, shown in (("image", "image"), ("sandbox_start", "sandbox start"), ("setup", "workspace setup"),
+                       ("agent", "agent"), ("collect", "collecting"), ("verifier", "grading")):
+        log += f"{PHASE_MARK}{key}\n"
+        atomic_write(d / "logs" / "agent.log", log)
+        assert run_phase(d)[0] == shown, key
+        if key == "agent":
+            log += "[step 1] $ ls\n"
+            atomic_write(d / "logs" / "agent.log", log)
+            assert run_phase(d) == ("agent", "[step 1] $ ls")
+    atomic_write(d / "logs" / "agent.log", f"{PHASE_MARK}image\nbuilding rollouts-task-x:abc from Dockerfile\n")
+    assert run_phase(d)[0] == "image build"  # a long phase inside a marked one shows as itself
 
 
 def _text(live: LiveRuns) -> str:
