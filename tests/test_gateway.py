@@ -442,18 +442,34 @@ def test_provider_side_tools_and_fetches_refused(endpoint, tmp_path, protocol, k
         assert not gw.limit_hit("run-p") and gw.usage("run-p").calls == 0
 
 
-def test_previous_response_id_only_of_the_runs_own_responses(endpoint, tmp_path):
-    """Responses' provider-stored state: a run may continue from a response it received through
-    the gateway, never from another run's (or anything else the account stored)."""
-    with _gateway(endpoint) as gw:
+def _chat_texts(body: dict) -> list[tuple[str, str]]:
+    """(role, text) of a Chat request's messages (content as a string or text parts)."""
+    out = []
+    for m in body["messages"]:
+        c = m.get("content")
+        text = c if isinstance(c, str) else "".join(p.get("text", "") for p in c or [] if isinstance(p, dict))
+        out.append((m["role"], text))
+    return out
+
+
+def test_previous_response_id_only_of_the_runs_own_responses(tmp_path):
+    """Responses' conversation state: a run may continue from a response it received through the
+    gateway — expanded by the gateway into the items it stands for, as the upstream is reached by
+    translation — never from another run's (or anything else the account stored)."""
+    with ScriptedEndpoint([Reply("one"), Reply("two"), Reply("three")], api_key=REAL_KEY) as endpoint, \
+            _gateway(endpoint) as gw:
         a, b = gw.register_run("run-a"), gw.register_run("run-b")
-        first = _oa(a).responses.create(model="m", input="hi")
-        assert first.id
-        try:  # its own: passes the policy (litellm's Responses->Chat bridge then answers as it can)
-            _oa(a).responses.create(model="m", input="more", previous_response_id=first.id)
-        except openai.APIStatusError as e:
-            assert e.status_code != 400, e
-        assert gw.exchanges("run-a")[1].refused is None
+        first = _oa(a).responses.create(model="m", input="hi", instructions="be brief")
+        assert first.id and first.output_text
+        events = list(_oa(a).responses.create(model="m", input="more", previous_response_id=first.id, stream=True))
+        second = next(e.response for e in events if e.type == "response.completed")  # a stream's id chains too
+        third = _oa(a).responses.create(model="m", input=[{"role": "user", "content": "last"}],
+                                        previous_response_id=second.id)
+        assert second.output_text == "two" and third.output_text and len(endpoint.requests) == 3
+        sent = _chat_texts(endpoint.requests[2].body)  # what the upstream saw for the third request
+        assert sent == [("user", "hi"), ("assistant", "one"), ("user", "more"), ("assistant", "two"),
+                        ("user", "last")], sent  # the first request's instructions are not carried over
+        assert gw.exchanges("run-a")[1].request["previous_response_id"] == first.id  # logged as sent
         seen = len(endpoint.requests)
         with pytest.raises(openai.BadRequestError) as ei:
             _oa(b).responses.create(model="m", input="steal", previous_response_id=first.id)

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from rollouts.errors import ConfigError
-from rollouts.gateway import passthrough, policy, proxy
+from rollouts.gateway import passthrough, policy, proxy, responses_state
 from rollouts.gateway.models import Exchange, ExchangeUsage, Protocol, RunGrant, RunLimits, UpstreamSpec
 from rollouts.gateway.passthrough import applies as passthrough_ok
 from rollouts.gateway.serve import ThreadedServer
@@ -40,7 +40,8 @@ class _Run:
     refused: int = 0
     seq: int = 0
     peer: str | None = None  # the only source address the token is accepted from (bind_peer)
-    response_ids: set[str] = field(default_factory=set)  # Responses ids this run received (previous_response_id)
+    # Responses this run received: id -> (request as sent, response) (previous_response_id)
+    responses: dict[str, tuple[dict, dict]] = field(default_factory=dict)
 
 
 def _texts(obj: Any, out: list[str]) -> None:
@@ -226,7 +227,7 @@ class Gateway:
                     u.cost_usd = None if ex.usage.cost_usd is None else u.cost_usd + ex.usage.cost_usd
             run.exchanges.append(ex)
             if ex.protocol == "responses" and isinstance(ex.response, Mapping) and isinstance(ex.response.get("id"), str):
-                run.response_ids.add(ex.response["id"])
+                run.responses[ex.response["id"]] = (ex.request, ex.response)
         if run.log_path is not None:
             with open(run.log_path, "a", encoding="utf-8") as f:
                 f.write(ex.model_dump_json() + "\n")
@@ -297,12 +298,16 @@ class Gateway:
         why = policy.refusal(protocol, body)  # provider-side tools, fetched URLs, account files
         if why is None and protocol == "responses":  # provider-stored state: only the run's own
             with self._lock:
-                why = policy.stored_state_refusal(body, run.response_ids)
+                why = policy.stored_state_refusal(body, run.responses.keys())
         if why is not None:
             ex.status_code, ex.refused, ex.error = 400, "policy", why
             ex.latency_sec = time.monotonic() - t0
             self._charge(run, ex)
             return self._error(protocol, 400, why, "invalid_request_error", headers=_NO_RETRY)
+        if protocol == "responses" and body.get("previous_response_id") is not None and \
+                not passthrough_ok(self.upstream, protocol):  # the translation keeps no state: we do
+            with self._lock:
+                body = responses_state.expand(body, run.responses)  # ex.request keeps what was sent
         estimate = estimate_prompt_tokens(body)
         why = self._admit(run, estimate)
         if why is not None:

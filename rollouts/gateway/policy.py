@@ -39,7 +39,7 @@ reads its own options from nested metadata).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from rollouts.gateway.models import Protocol
@@ -152,7 +152,7 @@ def refusal(protocol: Protocol, body: Mapping[str, Any]) -> str | None:
     return None if why is None else f"rollouts gateway refused the request: {why}; {_HINT}"
 
 
-def stored_state_refusal(body: Mapping[str, Any], own_response_ids: set[str]) -> str | None:
+def stored_state_refusal(body: Mapping[str, Any], own_response_ids: Collection[str]) -> str | None:
     """Why a Responses request's ``previous_response_id`` must not go upstream, or None: allowed
     only when it names a response this run received through the gateway (``own_response_ids``),
     because the provider would otherwise continue from state stored outside the run — another
