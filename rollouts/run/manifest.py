@@ -41,27 +41,15 @@ def revision_of(config: BenchmarkConfig) -> str | None:
 
 
 def revision_later(config: BenchmarkConfig) -> Callable[[], str | None]:
-    """Start :func:`revision_of` in a daemon thread (importing gitpython and its ``git`` calls
+    """Start :func:`revision_of` on a worker thread (importing gitpython and its ``git`` calls
     overlap the preflight: ~40 ms of the fixed cost per command, issue 13); returns a function
     that waits for it and returns its value (re-raising what it raised)."""
-    box: dict[str, object] = {}
+    from concurrent.futures import ThreadPoolExecutor
 
-    def work() -> None:
-        try:
-            box["value"] = revision_of(config)
-        except BaseException as e:  # noqa: BLE001 - handed to the caller, re-raised there
-            box["error"] = e
-
-    t = threading.Thread(target=work, name="git-revision", daemon=True)
-    t.start()
-
-    def result() -> str | None:
-        t.join()
-        if "error" in box:
-            raise box["error"]  # type: ignore[misc]
-        return box["value"]  # type: ignore[return-value]
-
-    return result
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="git-revision")
+    future = pool.submit(revision_of, config)
+    pool.shutdown(wait=False)  # the worker ends after this one call
+    return future.result
 
 
 def build_manifest(config: BenchmarkConfig, rollout_id: str, store: Store, secrets: list[str],

@@ -29,7 +29,7 @@ def docker_client(timeout: int = 120) -> docker.DockerClient:
         client = docker.from_env(timeout=timeout, max_pool_size=MAX_POOL_SIZE)
         client.ping()
         return client
-    except Exception as e:  # docker raises a zoo of types here
+    except TRANSPORT_ERRORS as e:  # a bad DOCKER_HOST, no socket, a refused connection, an API error
         host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         raise EnvironmentNotReady(
             f"cannot reach the Docker daemon at {host}: {str(e).splitlines()[0][:200]}. "

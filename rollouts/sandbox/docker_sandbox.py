@@ -95,8 +95,7 @@ class DockerSandbox(Sandbox):
             self.on_missing_image(s.image)  # removed meanwhile: the retry looks it up (or builds) again
             raise SandboxError(f"image not found: {s.image} ({e.explanation})") from None
         except TRANSPORT_ERRORS as e:
-            self._cleanup_by_name()
-            raise SandboxError(f"container failed to start: {short_error(e)}") from None
+            raise SandboxError(f"container failed to start: {short_error(e)}{self._cleanup_by_name()}") from None
         if self._stopped:  # stop() ran while the container was being created (cancel)
             self._stopped = False
             self.stop()
@@ -107,12 +106,19 @@ class DockerSandbox(Sandbox):
     def _deadline(self) -> None:
         self.stop()
 
-    def _cleanup_by_name(self) -> None:
-        if self.spec.name:
-            try:
-                self.client.containers.get(self.spec.name).remove(force=True)
-            except Exception:
-                pass
+    def _cleanup_by_name(self) -> str:
+        """Remove what a failed start left under ``spec.name``. Returns "" or a note for the error
+        naming a container that could not be removed (it carries our owner labels: the reaper
+        removes it once this process is gone)."""
+        if not self.spec.name:
+            return ""
+        try:
+            force_remove(self.client.containers.get(self.spec.name))
+        except docker.errors.NotFound:
+            return ""
+        except (SandboxError, *TRANSPORT_ERRORS) as e:
+            return f"; leftover container {self.spec.name} not removed ({short_error(e)})"
+        return ""
 
     def _need(self):
         if self.container is None or self._stopped:
