@@ -293,7 +293,7 @@ def test_services_check_agents_before_any_run(tmp_path, monkeypatch):
 
     def cfg(*entries):
         return SimpleNamespace(path=tmp_path / "b.toml", pricing={}, parallel=4, entries=[
-            SimpleNamespace(index=i, agent=a, backend=b, model=m) for i, (a, b, m) in enumerate(entries)])
+            SimpleNamespace(index=i, where="", agent=a, backend=b, model=m) for i, (a, b, m) in enumerate(entries)])
 
     with pytest.raises(ConfigError) as e:
         check_agents(cfg(("oracle", "docker", "none"), ("codex", "modal", "local")))

@@ -33,10 +33,15 @@ def check_agents(config: BenchmarkConfig) -> None:
             UpstreamSpec.for_model(e.model)  # no key -> exit 3
 
 
+def _where(entry) -> str:
+    """Where an entry comes from in the config: ``tasks[i]`` or ``datasets[i]``."""
+    return entry.where or f"tasks[{entry.index}]"
+
+
 def agent_backend_problems(config: BenchmarkConfig) -> list[tuple[str, str]]:
     """(field, message) per entry whose agent its backend cannot run: installed agents (their
     layer is a Docker volume, their model gateway a Docker network) on any backend but docker."""
-    return [(f"tasks[{e.index}].backend", f"agent {e.agent!r} runs on the docker backend only for now (its "
+    return [(f"{_where(e)}.backend", f"agent {e.agent!r} runs on the docker backend only for now (its "
              f"layer is a Docker volume), not {e.backend!r}")
             for e in config.entries if get_agent(e.agent).uses_gateway and e.backend != "docker"]
 
@@ -52,7 +57,7 @@ def grading_problems(config: BenchmarkConfig) -> list[tuple[str, str]]:
     out = []
     for e in config.entries:
         if task_label(e.task.meta) == "trusted-toolchain" and not backend_class(e.backend).lists_changed_paths:
-            out.append((f"{e.where or f'tasks[{e.index}]'}.backend",
+            out.append((f"{_where(e)}.backend",
                         f"task {e.task.name!r} is graded in its agent's sandbox with a verified toolchain "
                         f"(trusted-toolchain), which needs a backend that lists a sandbox's changed paths "
                         f"(docker), not {e.backend!r}: use backend = \"docker\", or grade it fresh "
