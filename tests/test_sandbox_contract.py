@@ -322,3 +322,43 @@ def test_the_pipeline_runs_unchanged_on_the_modal_adapter(docker_client, base_im
     assert b"+hello world" in (run_dir / "artifacts" / "diff.patch").read_bytes()
     assert (run_dir / "evaluation_results.json").is_file()
     assert backend.list_leftovers(m.rollout_id) == []
+
+
+class _RefusingContainer:
+    """Stands in for docker-py's Container in the one engine race a real engine does not produce
+    on demand: after a restart runc keeps refusing execs ("cannot exec in a stopped state").
+    Execs are refused until the container has been restarted more than ``bad_restarts`` times."""
+
+    short_id = "abc123"
+    status = "running"
+
+    def __init__(self, bad_restarts: int):
+        self.bad_restarts, self.restarts = bad_restarts, 0
+
+    def restart(self, timeout):
+        self.restarts += 1
+
+    def reload(self):
+        pass
+
+    def exec_run(self, cmd):
+        code = 126 if self.restarts <= self.bad_restarts else 0
+        return SimpleNamespace(exit_code=code, output=b"cannot exec in a stopped state" if code else b"")
+
+
+def test_docker_restart_retries_when_the_engine_keeps_refusing_execs(monkeypatch):
+    """Seen once under load: a restarted container that refused every exec for the whole wait.
+    The restart is tried again (RESTART_ATTEMPTS in all); only then is it an infra error naming
+    the last refusal."""
+    from rollouts.sandbox import docker_sandbox
+
+    monkeypatch.setattr(docker_sandbox, "RESTART_READY_SEC", 0.3)
+    sb = docker_sandbox.DockerSandbox(None, SandboxSpec(image="x", labels={}))
+    for bad, restarts in ((0, 1), (1, 2)):
+        sb.container = c = _RefusingContainer(bad)
+        sb.restart_processes()
+        assert c.restarts == restarts
+    sb.container = c = _RefusingContainer(10)
+    with pytest.raises(SandboxError, match=r"each of 2 restarts \(last: exit 126: cannot exec in a stopped state\)"):
+        sb.restart_processes()
+    assert c.restarts == docker_sandbox.RESTART_ATTEMPTS

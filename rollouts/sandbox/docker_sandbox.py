@@ -43,6 +43,7 @@ from rollouts.sandbox.base import (
 from rollouts.sandbox.docker_engine import TRANSPORT_ERRORS, engine_cpus, force_remove, short_error
 
 RESTART_READY_SEC = 10.0  # bound on the wait for a restarted container to accept an exec
+RESTART_ATTEMPTS = 2  # restarts before that wait counts as an infra error
 
 
 class DockerSandbox(Sandbox):
@@ -171,28 +172,34 @@ class DockerSandbox(Sandbox):
     def restart_processes(self) -> None:
         """``docker restart -t 0``: SIGKILL to the whole PID namespace, same filesystem. Returns
         once the engine accepts an exec again: right after a restart runc can still refuse one
-        ("cannot exec in a stopped state", exit 126), which is the engine's state, not the agent's.
-        Raises SandboxEndedError / SandboxError as the other calls do."""
+        ("cannot exec in a stopped state", exit 126), which is the engine's state, not the agent's;
+        rarely (seen under load) it keeps refusing, so after ``RESTART_READY_SEC`` the container is
+        restarted again, ``RESTART_ATTEMPTS`` in all (killing everything again changes nothing else). Raises
+        SandboxEndedError / SandboxError as the other calls do; SandboxError naming the last
+        refusal if no attempt is accepted."""
         c = self._need()
+        last = ""
         try:
-            c.restart(timeout=0)
-            deadline = time.monotonic() + RESTART_READY_SEC
-            while True:
-                c.reload()
-                if c.status == "running":
-                    try:
-                        if c.exec_run(["true"]).exit_code == 0:
-                            return
-                    except docker.errors.APIError:
-                        pass  # the same refusal, raised instead of returned: poll again
-                if time.monotonic() > deadline:
-                    raise SandboxError(
-                        f"container {self.spec.name} did not accept an exec within {RESTART_READY_SEC:g}s of "
-                        f"its restart (status {c.status})"
-                    )
-                time.sleep(0.05)
+            for _ in range(RESTART_ATTEMPTS):
+                c.restart(timeout=0)
+                deadline = time.monotonic() + RESTART_READY_SEC
+                while time.monotonic() <= deadline:
+                    c.reload()
+                    if c.status == "running":
+                        try:
+                            r = c.exec_run(["true"])
+                            if r.exit_code == 0:
+                                return
+                            last = f"exit {r.exit_code}: {(r.output or b'').decode(errors='replace').strip()[:200]}"
+                        except docker.errors.APIError as e:  # the same refusal, raised: poll again
+                            last = short_error(e)
+                    else:
+                        last = f"status {c.status}"
+                    time.sleep(0.05)
         except TRANSPORT_ERRORS as e:
             self._raise_gone_or(e, "restart")
+        raise SandboxError(f"container {c.short_id} did not accept an exec within {RESTART_READY_SEC:g}s of "
+                           f"each of {RESTART_ATTEMPTS} restarts (last: {last})")
 
     def changed_paths(self) -> list[str]:
         """``docker diff``, computed by the engine outside the container."""
